@@ -1,0 +1,342 @@
+"""Read official StyleGAN network pickles without executing anything they contain.
+
+Official pickles (StyleGAN2-ADA, StyleGAN3, StyleGAN-XL) store every network as
+``torch_utils.persistence._reconstruct_persistent_obj(meta)`` where ``meta['module_src']`` is
+Python source that the official loader ``exec``s. Here ``find_class`` is an allow-list: the
+persistence hook returns an inert :class:`PersistentNode`, tensors are rebuilt from their raw
+storages via ``torch.load(weights_only=True)``, a few pure-data constructors (OrderedDict, NumPy
+arrays and scalars, ``dill``'s array wrapper) are honoured, and any other global becomes an inert
+:class:`OpaqueObject` that records what it was given. Nothing from the file is ever called,
+imported or compiled.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The file asked for something a network checkpoint has no reason to contain."""
+
+
+class CorruptCheckpointError(ValueError):
+    """The file is truncated or is not a pickle at all."""
+
+
+@dataclass
+class PersistentNode:
+    """One ``@persistent_class`` object of the official code, as inert data."""
+
+    class_name: str
+    state: dict
+    module_src_sha256: str
+    module_src_length: int
+
+    # ---- torch.nn.Module-like views of the stored ``__dict__`` ----
+    @property
+    def parameters(self) -> "collections.OrderedDict[str, Any]":
+        return self.state.get("_parameters") or collections.OrderedDict()
+
+    @property
+    def buffers(self) -> "collections.OrderedDict[str, Any]":
+        return self.state.get("_buffers") or collections.OrderedDict()
+
+    @property
+    def children(self) -> "collections.OrderedDict[str, Any]":
+        return self.state.get("_modules") or collections.OrderedDict()
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        value = self.state.get(name, default)
+        return value.item() if isinstance(value, np.generic) else value
+
+    def child(self, name: str) -> "PersistentNode | OpaqueObject":
+        return self.children[name]
+
+    def __repr__(self) -> str:
+        return f"PersistentNode({self.class_name}, children={list(self.children)})"
+
+
+class OpaqueObject:
+    """Stand-in for any class the allow-list does not know (e.g. ``torch.nn.Embedding``, timm modules).
+
+    It accepts whatever pickle throws at it and only records it; it has no behaviour.
+    """
+
+    _qualname = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__["_args"] = args
+        self.__dict__["_items"] = []
+        self.__dict__["state"] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "OpaqueObject":
+        return _opaque_class("<call>", self._qualname)(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict_state, slot_state)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        self.__dict__["state"] = state if isinstance(state, dict) else {"_state": state}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _opaque_class("<attr>", f"{self._qualname}.{name}")()
+
+    def append(self, item: Any) -> None:
+        self._items.append(item)
+
+    def extend(self, items: Any) -> None:
+        self._items.extend(items)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._items.append((key, value))
+
+    # Module-like views, so an opaque torch.nn.Embedding can be flattened like a persistent node.
+    @property
+    def parameters(self) -> dict:
+        return self.state.get("_parameters") or {}
+
+    @property
+    def buffers(self) -> dict:
+        return self.state.get("_buffers") or {}
+
+    @property
+    def children(self) -> dict:
+        return self.state.get("_modules") or {}
+
+    @property
+    def class_name(self) -> str:
+        return self._qualname
+
+    def __repr__(self) -> str:
+        return f"OpaqueObject({self._qualname})"
+
+
+_OPAQUE_CLASSES: dict[tuple[str, str], type] = {}
+
+
+def _opaque_class(module: str, name: str) -> type:
+    key = (module, name)
+    if key not in _OPAQUE_CLASSES:
+        _OPAQUE_CLASSES[key] = type(name.rsplit(".", 1)[-1], (OpaqueObject,), {"_qualname": f"{module}.{name}"})
+    return _OPAQUE_CLASSES[key]
+
+
+class EasyDict(dict):
+    """Inert replacement for ``dnnlib.util.EasyDict``."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensor reconstruction
+# ----------------------------------------------------------------------------------------------
+
+
+def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
+    """Inner ``torch.save`` blob of one storage; ``weights_only`` keeps it to plain tensor data."""
+    try:
+        obj = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad/hostile storage blob
+        raise UnsafeCheckpointError(f"refused a tensor storage blob: {exc}") from exc
+    if not isinstance(obj, (torch.UntypedStorage, torch.TypedStorage)):
+        raise UnsafeCheckpointError(f"storage blob decoded to {type(obj).__name__}, not a storage")
+    return obj
+
+
+def _rebuild_tensor(storage: Any, storage_offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+    if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
+        raise UnsafeCheckpointError("tensor rebuilt from something that is not a storage")
+    t = torch.empty(0, dtype=storage.dtype)
+    t.set_(storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage,
+           storage_offset, tuple(size), tuple(stride))
+    return t
+
+
+def _rebuild_parameter(data: torch.Tensor, requires_grad: bool = False, *_: Any) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise UnsafeCheckpointError("parameter rebuilt from something that is not a tensor")
+    return torch.nn.Parameter(data, requires_grad=False)
+
+
+def _np_reconstruct(*args: Any) -> np.ndarray:
+    return np.ndarray.__new__(*args)
+
+
+def _load_type(name: str) -> Any:
+    """``dill._dill._load_type``: builtin container types by name; anything else stays opaque."""
+    known = {"set": set, "frozenset": frozenset, "list": list, "dict": dict, "tuple": tuple, "NoneType": type(None)}
+    return known.get(name, _opaque_class("dill._dill._load_type", name))
+
+
+def _scalar(dtype: np.dtype, data: bytes | None = None) -> np.generic:
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafeCheckpointError("NumPy scalar of a non-numeric dtype")
+    return np.frombuffer(data or b"", dtype=dtype, count=1)[0] if data else dtype.type(0)
+
+
+def _dtype(name: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    dt = np.dtype(name)
+    if dt.hasobject:
+        raise UnsafeCheckpointError("NumPy object dtype is not allowed")
+    return dt
+
+
+# ----------------------------------------------------------------------------------------------
+# The unpickler
+# ----------------------------------------------------------------------------------------------
+
+_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+
+# Globals that are inert data constructors. Anything not listed here and not in _DANGEROUS becomes opaque.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib.easydict", "EasyDict"): EasyDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _dtype,
+    ("dill._dill", "_create_array"): None,  # filled below (needs _np_reconstruct identity)
+    ("dill._dill", "_load_type"): _load_type,
+}
+for _m in _NUMPY_MODULES:
+    _ALLOWED[(_m, "_reconstruct")] = _np_reconstruct
+    _ALLOWED[(_m, "scalar")] = _scalar
+
+
+def _create_array_checked(f: Any, args: tuple, state: Any, npdict: Any = None) -> np.ndarray:
+    if f is not _np_reconstruct:
+        raise UnsafeCheckpointError("dill array wrapper with a foreign constructor")
+    arr = f(*args)
+    if arr.dtype.hasobject:
+        raise UnsafeCheckpointError("NumPy object arrays are not allowed")
+    arr.__setstate__(state)
+    if arr.dtype.hasobject:
+        raise UnsafeCheckpointError("NumPy object arrays are not allowed")
+    return arr
+
+
+_ALLOWED[("dill._dill", "_create_array")] = _create_array_checked
+
+# Modules whose names in a network checkpoint can only mean an attack: refused outright, loudly.
+_DANGEROUS_MODULES = {
+    "os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket", "importlib",
+    "runpy", "code", "codeop", "pty", "ctypes", "multiprocessing", "pickle", "_pickle", "marshal", "types",
+    "webbrowser", "functools", "operator", "io", "pathlib", "tempfile", "urllib", "http", "requests",
+}
+_DANGEROUS_NAMES = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "open", "system", "apply"}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Allow-list unpickler for official network pickles (plain ``pickle`` or ``dill``)."""
+
+    def __init__(self, file: io.BufferedIOBase) -> None:
+        super().__init__(file)
+        self.nodes: list[PersistentNode] = []
+        self.opaque: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch_utils.persistence" and name == "_reconstruct_persistent_obj":
+            return self._reconstruct_persistent_obj
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        root = module.split(".")[0]
+        if root in _DANGEROUS_MODULES or name in _DANGEROUS_NAMES or name.startswith("__"):
+            raise UnsafeCheckpointError(f"checkpoint references {module}.{name}; refusing to load it")
+        if root == "torch" and name.endswith("Storage"):
+            raise UnsafeCheckpointError(f"bare {module}.{name} outside a storage blob")
+        self.opaque.add(f"{module}.{name}")
+        return _opaque_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeCheckpointError("official network pickles carry no persistent ids")
+
+    def _reconstruct_persistent_obj(self, meta: Any) -> PersistentNode:
+        if not isinstance(meta, dict) or meta.get("type") != "class" or meta.get("version") != 6:
+            raise UnsafeCheckpointError("unexpected torch_utils.persistence record (type/version)")
+        src = meta.get("module_src") or ""
+        if not isinstance(src, str):
+            raise UnsafeCheckpointError("module_src is not text")
+        state = meta.get("state")
+        if not isinstance(state, dict):
+            raise UnsafeCheckpointError("persistent object state is not a dict")
+        node = PersistentNode(
+            class_name=str(meta.get("class_name")),
+            state=dict(state),
+            module_src_sha256=hashlib.sha256(src.encode()).hexdigest(),
+            module_src_length=len(src),
+        )
+        self.nodes.append(node)
+        return node
+
+
+def load_official_pickle(path: str | Path) -> dict:
+    """Parse an official network pickle into plain data: ``{'G_ema': PersistentNode, ...}``.
+
+    Raises :class:`UnsafeCheckpointError` for anything that is not network data and
+    :class:`CorruptCheckpointError` for truncated or non-pickle files.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        if head[:1] != b"\x80":
+            if head == b"PK":
+                raise CorruptCheckpointError(f"{path} is a torch.save zip archive, not a network pickle; "
+                                             "use a state-dict loader (torch.load(weights_only=True)) for it")
+            raise CorruptCheckpointError(f"{path} is not a pickle file (bad header {head!r})")
+        unpickler = SafeUnpickler(fh)
+        try:
+            data = unpickler.load()
+        except (UnsafeCheckpointError, CorruptCheckpointError):
+            raise
+        except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError,
+                AttributeError, MemoryError, RuntimeError) as exc:
+            raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+    if isinstance(data, tuple) and len(data) == 3:
+        raise CorruptCheckpointError(f"{path} is a TensorFlow-era (G, D, Gs) pickle; these are not supported, "
+                                     "use the PyTorch re-release of the checkpoint")
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), PersistentNode) for k in ("G_ema", "G")):
+        raise CorruptCheckpointError(f"{path} holds no StyleGAN generator (keys: "
+                                     f"{list(data)[:8] if isinstance(data, dict) else type(data).__name__})")
+    return data
+
+
+def iter_state(node: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Flatten a node tree into ``state_dict`` order (params, persistent buffers, then children)."""
+    for name, p in node.parameters.items():
+        if p is not None:
+            yield prefix + name, p
+    skip = node.state.get("_non_persistent_buffers_set") or set()
+    for name, b in node.buffers.items():
+        if b is not None and name not in skip:
+            yield prefix + name, b
+    for name, child in node.children.items():
+        if child is not None:
+            yield from iter_state(child, prefix + name + ".")
+
+
+def state_dict_of(node: Any) -> "collections.OrderedDict[str, torch.Tensor]":
+    return collections.OrderedDict((k, v.detach().float() if v.is_floating_point() else v.detach())
+                                   for k, v in iter_state(node))
+
+
+def generator_node(data: dict) -> PersistentNode:
+    """``G_ema`` if present (what every official script generates with), else ``G``."""
+    node = data.get("G_ema") or data.get("G")
+    assert isinstance(node, PersistentNode)
+    return node
