@@ -1,1 +1,131 @@
+"""Loading models: :func:`load_model` is the one public entry point.
 
+``load_model()`` accepts a registered model name (``ganprior models`` lists them; no name = the embedded
+``emoji32`` prior), an official checkpoint (StyleGAN2-ADA / StyleGAN3 / StyleGAN-XL network pickle, DGP
+BigGAN ``G_ema_*.pth`` + ``D_*.pth``), or one of our native ``.safetensors`` files. Official pickles are
+parsed without executing anything they contain; after the first load of a downloaded checkpoint its
+native conversion is cached next to it, so later loads read no pickle at all.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ganprior.loading.native import (
+    FamilyNotAvailableError,
+    ModelFormatError,
+    load_native,
+    read_native_metadata,
+    save_native,
+)
+from ganprior.loading.official import (
+    OfficialKind,
+    UnsupportedCheckpointError,
+    biggan_pair,
+    detect_family,
+    is_biggan_path,
+    load_official,
+)
+from ganprior.loading.registry import (
+    REGISTRY,
+    ChecksumMismatchError,
+    ModelNotAvailableError,
+    ModelSpec,
+    UnknownModelError,
+    cache_dir,
+    resolve,
+)
+from ganprior.loading.safe_pickle import CorruptCheckpointError, UnsafeCheckpointError
+from ganprior.models.prior import GenerativePrior
+
+NATIVE_SUFFIX = ".safetensors"
+
+#: Every error a user can cause by pointing the loader at the wrong thing (the CLI reports these in one line).
+LOAD_ERRORS: tuple[type[Exception], ...] = (
+    ModelNotAvailableError, UnknownModelError, UnsafeCheckpointError, CorruptCheckpointError,
+    UnsupportedCheckpointError, ModelFormatError, FamilyNotAvailableError, FileNotFoundError,
+)
+
+
+def is_native_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix == NATIVE_SUFFIX
+
+
+def converted_path(path: str | os.PathLike) -> Path:
+    """Where the cached native conversion of an official checkpoint lives (next to it)."""
+    path = Path(path)
+    if is_biggan_path(path):
+        path = biggan_pair(path)[0]
+    return path.with_name(f"{path.stem}.native{NATIVE_SUFFIX}")
+
+
+def source_fingerprint(path: str | os.PathLike) -> dict:
+    """Name, size and mtime of the checkpoint file(s): cheap staleness check for the conversion cache."""
+    path = Path(path)
+    files = [p for p in biggan_pair(path) if p is not None] if is_biggan_path(path) else [path]
+    return {"files": [{"name": p.name, "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in files]}
+
+
+def _fresh_conversion(path: Path) -> Path | None:
+    cached = converted_path(path)
+    if not cached.is_file():
+        return None
+    try:
+        source = read_native_metadata(cached)["source"]
+    except ModelFormatError:
+        return None
+    return cached if source == source_fingerprint(path) else None
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Official checkpoint (or registered name) -> native file; returns ``dst``."""
+    path = resolve(src)
+    return save_native(load_official(path), dst, source=source_fingerprint(path))
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    native_cache: bool | None = None,
+) -> GenerativePrior:
+    """THE public loader: a name, an official checkpoint or a native file -> prior in eval mode on ``device``.
+
+    ``native_cache``: store/reuse the native conversion next to an official checkpoint. Default: on for
+    files inside the ganprior download cache, off for files elsewhere (we do not write beside user files
+    unless asked).
+    """
+    path = resolve(name_or_path, weights)
+    if is_native_path(path):
+        return load_native(path, device)
+    use_cache = _inside(path, cache_dir()) if native_cache is None else native_cache
+    if use_cache and (cached := _fresh_conversion(path)) is not None:
+        return load_native(cached, device)
+    prior = load_official(path)
+    if use_cache:
+        try:
+            save_native(prior, converted_path(path), source=source_fingerprint(path))
+        except OSError as exc:
+            warnings.warn(f"could not cache the native conversion of {path}: {exc}", stacklevel=2)
+    return prior.to(device)
+
+
+__all__ = [
+    "LOAD_ERRORS", "REGISTRY", "ChecksumMismatchError", "CorruptCheckpointError", "FamilyNotAvailableError",
+    "ModelFormatError", "ModelNotAvailableError", "ModelSpec", "OfficialKind", "UnknownModelError",
+    "UnsafeCheckpointError", "UnsupportedCheckpointError", "cache_dir", "convert", "converted_path",
+    "detect_family", "load_model", "load_native", "load_official", "resolve", "save_native",
+]
