@@ -1,0 +1,81 @@
+"""Filtered leaky ReLU: StyleGAN3's alias-free nonlinearity (bias -> upsample -> lrelu -> downsample).
+
+The official op has a fused CUDA kernel and a reference path; this is the reference path, built on
+our exact :func:`upfirdn2d` and :func:`bias_act`, so CPU and GPU results match the official
+reference (which is what the official code itself runs off-CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ganprior.ops.bias_act import bias_act
+from ganprior.ops.upfirdn2d import upfirdn2d
+
+
+def _filter_taps(f: torch.Tensor | None) -> tuple[int, int]:
+    """(width, height) of a 1-D (separable) or 2-D filter; an absent filter is 1x1."""
+    if f is None:
+        return 1, 1
+    if f.ndim not in (1, 2):
+        raise ValueError(f"filters must be 1-D or 2-D, got shape {tuple(f.shape)}")
+    return f.shape[-1], f.shape[0]
+
+
+def filtered_lrelu_output_size(
+    in_size: tuple[int, int],
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: Sequence[int],
+) -> tuple[int, int]:
+    """Spatial ``(height, width)`` the op produces for an input of ``(height, width)``."""
+    px0, px1, py0, py1 = padding
+    fu_w, fu_h = _filter_taps(fu)
+    fd_w, fd_h = _filter_taps(fd)
+    in_h, in_w = in_size
+    out_w = (in_w * up + (px0 + px1) - (fu_w - 1) - (fd_w - 1) + (down - 1)) // down
+    out_h = (in_h * up + (py0 + py1) - (fu_h - 1) - (fd_h - 1) + (down - 1)) // down
+    return out_h, out_w
+
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    fu: torch.Tensor | None = None,
+    fd: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int | Sequence[int] = 0,
+    gain: float = math.sqrt(2),
+    slope: float = 0.2,
+    clamp: float | None = None,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """``downsample(clamp(lrelu(upsample(x + b)) * gain))`` with FIR filters ``fu`` / ``fd``.
+
+    ``padding`` is ``[x0, x1, y0, y1]`` (an int pads all sides) and is applied to the zero-inserted,
+    upsampled signal before ``fu``. ``slope=1, gain=1`` turns the op into bias + clamp (StyleGAN3 ToRGB).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"filtered_lrelu expects [N, C, H, W], got shape {tuple(x.shape)}")
+    if isinstance(padding, int):
+        padding = [padding] * 4
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        padding = padding * 2
+    if len(padding) != 4:
+        raise ValueError(f"padding must have 1, 2 or 4 entries, got {padding}")
+    expected = filtered_lrelu_output_size(tuple(x.shape[2:]), fu, fd, up, down, padding)
+    if min(expected) <= 0:
+        raise ValueError(f"filtered_lrelu would produce an empty output {expected} for input {tuple(x.shape)}")
+
+    x = bias_act(x, b)
+    x = upfirdn2d(x, fu, up=up, padding=padding, gain=up**2, flip_filter=flip_filter)
+    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp)
+    x = upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
+    return x
