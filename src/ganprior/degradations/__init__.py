@@ -25,11 +25,17 @@ from .masks import (
     random_pixel_mask,
     stroke_mask,
 )
+from .noise_blur_jpeg import JPEG, Blur, Denoising, blur_kernel, quantization_table
 from .parse import TaskError, known_tasks, parse_task
 from .resample import resize
 from .super_resolution import SR_KERNELS, SuperResolution, dgp_lanczos2_taps
 
 __all__ = [
+    "JPEG",
+    "Blur",
+    "Denoising",
+    "blur_kernel",
+    "quantization_table",
     "Compose",
     "Colorization",
     "Degradation",

@@ -14,6 +14,7 @@ from .base import Compose, Degradation, DegradationError, Size
 from .colorization import Colorization
 from .inpainting import Inpainting
 from .masks import mask_from_spec
+from .noise_blur_jpeg import JPEG, Blur, Denoising
 from .super_resolution import SuperResolution
 
 
@@ -21,28 +22,51 @@ class TaskError(DegradationError):
     """A task string names an unknown operator or an impossible combination."""
 
 
-#: canonical task -> accepted spellings (a number may follow "sr")
+#: canonical task -> accepted spellings
 TASK_ALIASES: dict[str, tuple[str, ...]] = {
     "sr": ("sr", "superres", "super-resolution"),
     "colorize": ("colorize", "colorization", "gray", "grey"),
     "inpaint": ("inpaint", "inpainting"),
+    "denoise": ("denoise", "denoising", "noise"),
+    "blur": ("blur", "deblur"),
+    "jpeg": ("jpeg", "dejpeg"),
 }
+#: tasks whose parameter may follow the name ("sr4", "jpeg30", "denoise0.1", "blur2")
+NUMBERED = {"sr": "<factor>", "denoise": "<sigma>", "blur": "<sigma>", "jpeg": "<quality>"}
 IDENTITY_TASKS = ("", "none", "identity", "reconstruct")
 
 
 def known_tasks() -> list[str]:
-    return ["sr<factor>", *[t for t in TASK_ALIASES if t != "sr"], "reconstruct"]
+    return [t + NUMBERED.get(t, "") for t in TASK_ALIASES] + ["reconstruct"]
 
 
-def _canonical(token: str) -> tuple[str, str]:
-    """``"sr4"`` -> ``("sr", "4")``; unknown words raise :class:`TaskError` listing the known ones."""
-    match = re.fullmatch(r"([a-z-]+?)(\d+(?:\.\d+)?)?", token)
+def _canonical(token: str) -> tuple[str, float | None]:
+    """``"sr4"`` -> ``("sr", 4.0)``; unknown words raise :class:`TaskError` listing the known ones."""
+    match = re.fullmatch(r"([a-z-]+?)(\d+(?:\.\d+)?|\.\d+)?", token)
     if match:
-        word, number = match.group(1), match.group(2) or ""
+        word, number = match.group(1), match.group(2)
         for task, spellings in TASK_ALIASES.items():
-            if word in spellings:
-                return task, number
+            if word in spellings and (number is None or task in NUMBERED):
+                return task, None if number is None else float(number)
     raise TaskError(f"unknown task {token!r}; known tasks: {', '.join(known_tasks())} (join with '+')")
+
+
+def _parameter(task: str, token: str, in_token: float | None, keyword: str, given: float | None,
+               default: float | None) -> float:
+    """The one value of a task's parameter, from the token or the keyword, never conflicting."""
+    if in_token is not None and given is not None and float(given) != in_token:
+        raise TaskError(f"task says {token!r} but {keyword}={given}; give the {task} parameter once")
+    value = in_token if in_token is not None else given if given is not None else default
+    if value is None:
+        raise TaskError(f"{task} needs a value: write it after the name (e.g. '{task}4') or pass {keyword}=")
+    return float(value)
+
+
+def _whole(task: str, value: float, low: int, high: int | None = None) -> int:
+    if value != int(value) or value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise TaskError(f"{task} parameter must be a whole number {bound}, got {value:g}")
+    return int(value)
 
 
 def parse_task(
@@ -56,12 +80,17 @@ def parse_task(
     seed: int = 0,
     colorize_fusion: str = "lab",
     sr_fusion: str = "none",
+    noise_sigma: float | None = None,
+    blur_sigma: float | None = None,
+    jpeg_quality: int | None = None,
 ) -> Compose:
     """Build the degradation for ``task`` (e.g. ``"sr4+colorize+inpaint"``).
 
     ``mask`` is a tensor, a mask file (with ``mask_hole_value``) or a spec like ``"center"`` /
     ``"box:10,10,40,30"`` / ``"strokes"`` (see :func:`mask_from_spec`); specs and files need
     ``image_size`` (H, W) of the clean image. Operators after ``sr`` see the low-resolution size.
+    Parameters come from the token (``sr4``, ``jpeg30``, ``denoise0.1``, ``blur2``) or the keyword
+    (``scale``, ``jpeg_quality``, ``noise_sigma``, ``blur_sigma``), not both with different values.
     """
     tokens = [t.strip().lower() for t in str(task).split("+")]
     if len(tokens) == 1 and tokens[0] in IDENTITY_TASKS:
@@ -75,14 +104,15 @@ def parse_task(
             raise TaskError(f"task {task!r} applies {kind!r} twice; each operator may appear once")
         seen.add(kind)
         if kind == "sr":
-            if number and scale is not None and int(float(number)) != scale:
-                raise TaskError(f"task says {token!r} but scale={scale}; give the factor once")
-            factor = scale if scale is not None else (float(number) if number else None)
-            if factor is None:
-                raise TaskError("super-resolution needs a factor: write e.g. 'sr4' or pass scale=4")
-            if float(factor) != int(factor) or int(factor) < 1:
-                raise TaskError(f"super-resolution factor must be a whole number >= 1, got {factor}")
-            op: Degradation = SuperResolution(int(factor), kernel=sr_kernel, fusion=sr_fusion)  # type: ignore[arg-type]
+            factor = _whole("sr", _parameter("sr", token, number, "scale", scale, None), 1)
+            op: Degradation = SuperResolution(factor, kernel=sr_kernel, fusion=sr_fusion)  # type: ignore[arg-type]
+        elif kind == "denoise":
+            op = Denoising(_parameter("denoise", token, number, "noise_sigma", noise_sigma, 0.1), seed=seed)
+        elif kind == "blur":
+            op = Blur(_parameter("blur", token, number, "blur_sigma", blur_sigma, 2.0))
+        elif kind == "jpeg":
+            quality = _parameter("jpeg", token, number, "jpeg_quality", jpeg_quality, 75)
+            op = JPEG(_whole("jpeg", quality, 1, 100))
         elif kind == "colorize":
             op = Colorization(fusion=colorize_fusion)  # type: ignore[arg-type]
         else:  # inpaint
@@ -104,6 +134,8 @@ def parse_task(
         ops.append(op)
     if mask is not None and "inpaint" not in seen:
         raise TaskError(f"a mask was given but task {task!r} has no inpainting step")
-    if scale is not None and "sr" not in seen:
-        raise TaskError(f"scale={scale} was given but task {task!r} has no super-resolution step")
+    for keyword, value, needs in (("scale", scale, "sr"), ("noise_sigma", noise_sigma, "denoise"),
+                                  ("blur_sigma", blur_sigma, "blur"), ("jpeg_quality", jpeg_quality, "jpeg")):
+        if value is not None and needs not in seen:
+            raise TaskError(f"{keyword}={value} was given but task {task!r} has no {needs!r} step")
     return Compose(ops)
