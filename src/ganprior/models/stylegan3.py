@@ -471,10 +471,12 @@ def synthesis_schedule(
 class Generator(nn.Module):
     """Mapping + synthesis, with the official module names (``synthesis.*``, ``mapping.*``)."""
 
+    mapping_class: type[nn.Module] = MappingNetwork
+
     def __init__(self, mapping: dict, synthesis: dict) -> None:
         super().__init__()
         self.synthesis = SynthesisNetwork(**synthesis)
-        self.mapping = MappingNetwork(**mapping)
+        self.mapping = self.mapping_class(**mapping)
         if self.mapping.num_ws != self.synthesis.num_ws:
             raise IncompatibleNetworkError(f"mapping broadcasts to {self.mapping.num_ws} ws but synthesis has "
                                            f"{self.synthesis.num_ws} inputs")
@@ -484,17 +486,14 @@ class Generator(nn.Module):
         return self.synthesis(self.mapping(z, c, truncation_psi, truncation_cutoff))
 
 
-class StyleGAN3Prior(GenerativePrior):
-    """A StyleGAN3 (T or R) generator behind the :class:`GenerativePrior` interface.
+class AliasFreePrior(GenerativePrior):
+    """What StyleGAN3 and StyleGAN-XL priors share: a :class:`Generator` with an SG3 synthesis network."""
 
-    Official SG3 pickles carry a StyleGAN2 discriminator; it is not attached here (no discriminator).
-    """
-
-    family = "stylegan3"
+    generator_class: type[Generator] = Generator
 
     def __init__(self, mapping: dict, synthesis: dict) -> None:
         super().__init__()
-        self.G = Generator(mapping, synthesis)
+        self.G = self.generator_class(mapping, synthesis)
 
     @property
     def resolution(self) -> int:
@@ -537,34 +536,54 @@ class StyleGAN3Prior(GenerativePrior):
         """SG3 has no noise inputs: ``noise_mode`` is accepted for interface compatibility and ignored."""
         return self.G.synthesis(ws)
 
-    def w_avg(self, c: torch.Tensor | None = None) -> torch.Tensor:
-        n = 1 if c is None else c.shape[0]
-        return self.G.mapping.w_avg.unsqueeze(0).expand(n, -1)
-
     def blocks(self) -> list[nn.Module]:
         return [self.G.synthesis.input, *self.G.synthesis.layers()]
 
     def config(self) -> dict:
         return {"family": self.family, "mapping": self.G.mapping.config(), "synthesis": self.G.synthesis.config()}
 
+    @classmethod
+    def from_config(cls, config: dict, state_dict: dict[str, torch.Tensor]) -> "AliasFreePrior":
+        if config.get("family") != cls.family:
+            raise IncompatibleNetworkError(f"config is for family {config.get('family')!r}, not {cls.family!r}")
+        prior = cls(config["mapping"], config["synthesis"])
+        prior.load_state_dict(state_dict, strict=True)
+        return prior.eval().requires_grad_(False)
+
+    @classmethod
+    def from_generator_node(cls, G: PersistentNode) -> "AliasFreePrior":
+        """Hyper-parameters from the stored attributes, weights from the stored tensors (strict)."""
+        prior = cls(cls.generator_class.mapping_class.config_from_node(G.child("mapping")),
+                    SynthesisNetwork.config_from_node(G.child("synthesis")))
+        prior.G.load_state_dict(state_dict_of(G), strict=True)
+        return prior.eval().requires_grad_(False)
+
+
+class StyleGAN3Prior(AliasFreePrior):
+    """A StyleGAN3 (T or R) generator behind the :class:`GenerativePrior` interface.
+
+    Official SG3 pickles carry a StyleGAN2 discriminator; it is not attached here (no discriminator).
+    """
+
+    family = "stylegan3"
+
+    def w_avg(self, c: torch.Tensor | None = None) -> torch.Tensor:
+        n = 1 if c is None else c.shape[0]
+        return self.G.mapping.w_avg.unsqueeze(0).expand(n, -1)
+
 
 def from_config(config: dict, state_dict: dict[str, torch.Tensor]) -> StyleGAN3Prior:
     """Rebuild a prior saved as ``config()`` + ``state_dict()`` (our safetensors + JSON format)."""
-    if config.get("family") != StyleGAN3Prior.family:
-        raise IncompatibleNetworkError(f"config is for family {config.get('family')!r}, not 'stylegan3'")
-    prior = StyleGAN3Prior(config["mapping"], config["synthesis"])
-    prior.load_state_dict(state_dict, strict=True)
-    return prior.eval().requires_grad_(False)
+    return StyleGAN3Prior.from_config(config, state_dict)
 
 
 def from_official(data: dict) -> StyleGAN3Prior:
     """Build from :func:`~ganprior.loading.safe_pickle.load_official_pickle` output (uses ``G_ema``)."""
     G = generator_node(data)
     mapping, synthesis = G.children.get("mapping"), G.children.get("synthesis")
-    if not isinstance(synthesis, PersistentNode) or "input" not in synthesis.children:
+    if not isinstance(mapping, PersistentNode) or not isinstance(synthesis, PersistentNode) \
+            or "input" not in synthesis.children:
         raise IncompatibleNetworkError(f"{G.class_name} is not a StyleGAN3 generator (no synthesis.input layer)")
     if "embed_proj" in mapping.children or "head_layer_names" in G.state:
         raise IncompatibleNetworkError("this is a StyleGAN-XL generator; load it with ganprior.models.stylegan_xl")
-    prior = StyleGAN3Prior(MappingNetwork.config_from_node(mapping), SynthesisNetwork.config_from_node(synthesis))
-    prior.G.load_state_dict(state_dict_of(G), strict=True)
-    return prior.eval().requires_grad_(False)
+    return StyleGAN3Prior.from_generator_node(G)
