@@ -10,6 +10,7 @@ native conversion is cached next to it, so later loads read no pickle at all.
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -44,11 +45,9 @@ from ganprior.models.prior import GenerativePrior
 
 NATIVE_SUFFIX = ".safetensors"
 
-#: Every error a user can cause by pointing the loader at the wrong thing (the CLI reports these in one line).
-LOAD_ERRORS: tuple[type[Exception], ...] = (
-    ModelNotAvailableError, UnknownModelError, UnsafeCheckpointError, CorruptCheckpointError,
-    UnsupportedCheckpointError, ModelFormatError, FamilyNotAvailableError, FileNotFoundError,
-)
+#: What a bad model argument can raise (unknown name, missing/corrupt/hostile/unsupported file); the CLI turns
+#: these into a one-line message. Family modules raise ValueError subclasses for architectures they reject.
+LOAD_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, pickle.UnpicklingError, FamilyNotAvailableError)
 
 
 def is_native_path(path: str | os.PathLike) -> bool:

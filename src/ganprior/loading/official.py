@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,22 +87,33 @@ def biggan_pair(path: str | Path) -> tuple[Path, Path | None]:
     return path, (d_path if d_path.exists() else None)
 
 
+def _weights_only_reason(exc: Exception) -> tuple[bool, str]:
+    """(hostile?, the informative line) of torch's weights_only refusal, without its "retry unsafely" advice."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return True, line
+    detail = next((ln for ln in lines[1:] if not ln.startswith(("Please file", "Check the documentation"))), lines[0])
+    return False, detail
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``d state dict, read with ``weights_only=True`` (no code can run)."""
     path = Path(path)
-    if not zipfile.is_zipfile(path) and path.stat().st_size < 2:
-        raise CorruptCheckpointError(f"{path} is empty or truncated")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head != b"PK" and head[:1] != b"\x80":
+        raise CorruptCheckpointError(f"{path} is not a torch.save file (empty, truncated or bad header {head!r})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
-            raise UnsafeCheckpointError(f"{path} contains something other than tensors; refusing to load it "
-                                        f"({str(exc).splitlines()[0]})") from exc
-        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {exc}") from exc
+        hostile, reason = _weights_only_reason(exc)
+        if hostile:
+            raise UnsafeCheckpointError(f"{path} references code, not just tensors; refusing to load it ({reason})") from exc
+        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {reason}") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CorruptCheckpointError(f"{path} is not a state dict (a dict of tensors)")
     return data

@@ -180,8 +180,8 @@ def _unavailable(spec: ModelSpec, missing: list[Path], reason: str) -> ModelNotA
             "(a native file written by `ganprior train`); pass a model name or file instead")
     where = "\n".join(f"  {p}" + (f"   <- {f.url}" if f.url else "")
                       for p, f in zip(local_files(spec), spec.files) if p in missing)
-    how = (f"download it by hand from {spec.page} and put it there" if spec.manual
-           else "download it (URL above) and put it there, or retry with network access")
+    how = (f"download the file(s) by hand from {spec.page} and put them at the path(s) above" if spec.manual
+           else "download the file(s) from the URL above to that path, or retry with network access")
     return ModelNotAvailableError(f"model {spec.name!r} is not available ({reason}). Needed file(s):\n{where}\n{how}.")
 
 
