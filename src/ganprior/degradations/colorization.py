@@ -62,27 +62,54 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return srgb.clamp(0.0, 1.0)
 
 
-FusionMode = Literal["lab", "luma", "none"]
+FusionMode = Literal["lab-luma", "lab", "luma", "none"]
+FUSION_MODES = ("lab-luma", "lab", "luma", "none")
+
+
+def _gray01(rgb01: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(GRAY_WEIGHTS, dtype=rgb01.dtype, device=rgb01.device).view(1, 3, 1, 1)
+    return (rgb01 * w).sum(dim=1, keepdim=True)
+
+
+@torch.no_grad()
+def lightness_for_gray(ab: torch.Tensor, gray01: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """Per pixel, the L* in [0, 100] at which ``(L*, a*, b*)`` has Rec.601 grey ``gray01``.
+
+    Bisection (the grey of a Lab colour grows with L* for fixed chroma); where no L* reaches the
+    target inside the sRGB gamut, the closest end is returned.
+    """
+    lo = torch.zeros_like(gray01)
+    hi = torch.full_like(gray01, 100.0)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = _gray01(lab_to_rgb(torch.cat([mid, ab], dim=1))) < gray01
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (lo + hi) / 2
 
 
 class Colorization(Degradation):
     """``y = gray(x)`` replicated to 3 channels (DGP and CRI's degradation, on [-1, 1] values).
 
-    Fusion modes:
-      * ``"lab"`` (default): the lightness L* of the observed grey image, chroma (a*, b*) of the
-        restoration. This is DGP's evaluation trick made blind: DGP took L* from the ground-truth
-        colour image, which a user does not have; we take it from the grey observation.
-      * ``"luma"``: add ``gray(y) - gray(x)`` to every channel, so the result's Rec.601 grey equals
-        the observation exactly (values may leave [-1, 1] slightly; no clamping, by design).
+    Fusion modes (all take the colour, a* and b*, or the channel differences, from the restoration):
+      * ``"lab-luma"`` (default): chroma (a*, b*) of the restoration, lightness L* chosen per pixel
+        so the fused image's Rec.601 grey equals the observation (up to gamut clipping). A perfect
+        restoration is returned unchanged.
+      * ``"lab"``: L* of the grey observation itself, read as an sRGB grey (DGP's evaluation
+        trick made blind: DGP took L* from the ground-truth colour image, which a user does not
+        have). Rec.601 grey is not CIE lightness, so for saturated colours this changes even a
+        perfect restoration (measured: mean |error| 0.10 on [-1, 1] for a saturated test image,
+        versus < 1e-5 with ``"lab-luma"``).
+      * ``"luma"``: add ``(gray(y) - gray(x)) / 0.9999`` to every channel, so the Rec.601 grey
+        equals the observation exactly (values may leave [-1, 1] slightly; not clamped).
       * ``"none"``: return the restoration unchanged.
     """
 
     name = "colorize"
 
-    def __init__(self, fusion: FusionMode = "lab") -> None:
+    def __init__(self, fusion: FusionMode = "lab-luma") -> None:
         super().__init__()
-        if fusion not in ("lab", "luma", "none"):
-            raise DegradationError(f"colorization fusion must be 'lab', 'luma' or 'none', got {fusion!r}")
+        if fusion not in FUSION_MODES:
+            raise DegradationError(f"colorization fusion must be one of {', '.join(FUSION_MODES)}; got {fusion!r}")
         self.fusion = fusion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,16 +117,20 @@ class Colorization(Degradation):
 
     def fuse(self, x_restored: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_image(y, "observation")
-        observed_gray = y[:, :1] if y.shape[1] in (1, 3) else None
-        if observed_gray is None:
+        if y.shape[1] not in (1, 3):
             raise DegradationError(f"grey observation must have 1 or 3 channels, got {y.shape[1]}")
+        observed_gray = y[:, :1]
         if self.fusion == "none":
             return x_restored
         if self.fusion == "luma":
-            return x_restored + (observed_gray - to_gray(x_restored))
-        lab_restored = rgb_to_lab(((x_restored + 1) / 2).clamp(0, 1))
-        lightness = rgb_to_lab(((observed_gray.expand(-1, 3, -1, -1) + 1) / 2).clamp(0, 1))[:, :1]
-        return lab_to_rgb(torch.cat([lightness, lab_restored[:, 1:]], dim=1)) * 2 - 1
+            return x_restored + (observed_gray - to_gray(x_restored)) / sum(GRAY_WEIGHTS)
+        chroma = rgb_to_lab(((x_restored + 1) / 2).clamp(0, 1))[:, 1:]
+        if self.fusion == "lab":
+            lightness = rgb_to_lab(((observed_gray.expand(-1, 3, -1, -1) + 1) / 2).clamp(0, 1))[:, :1]
+        else:  # grey on [-1, 1] values = 2 * grey on [0, 1] values - sum(weights)
+            target = ((observed_gray + sum(GRAY_WEIGHTS)) / 2).clamp(0, 1)
+            lightness = lightness_for_gray(chroma.detach(), target.to(chroma.dtype))
+        return lab_to_rgb(torch.cat([lightness, chroma], dim=1)) * 2 - 1
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "type": "Colorization", "weights": list(GRAY_WEIGHTS), "fusion": self.fusion}
