@@ -1,0 +1,284 @@
+"""What every restoration method shares: the result type, the reconstruction loss on degraded
+images, the optimisation loop (LR schedule, loss curve, NaN guard, progress) and the method registry.
+
+A method is a :class:`Method` subclass with a ``name`` and ``presets``; ``run(prior, degradation,
+observation, ...)`` returns a :class:`Result` in generator space (``ganprior.api`` maps it back to the
+photo's own size). Register new methods with :func:`register_method` (DGP does).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ganprior.losses import PerceptualDistance, get_perceptual
+from ganprior.models.prior import GenerativePrior
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; raised only when a caller asks for strict behaviour."""
+
+
+@dataclass
+class Result:
+    """One restoration in generator space (square, ``prior.resolution``), before fusion."""
+
+    method: str
+    image: torch.Tensor  # [1, C, R, R] in [-1, 1]
+    latent: torch.Tensor  # [1, num_ws, w_dim]
+    class_index: int | None = None
+    class_score: float | None = None
+    class_source: str | None = None  # 'given' | 'classifier' | 'centroid-search' | None
+    #: tuned − original for every generator tensor pivotal tuning changed (state-dict keys)
+    generator_delta: dict[str, torch.Tensor] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[torch.Tensor] = field(default_factory=list)
+    #: why optimisation stopped early (non-finite loss); ``None`` when every stage ran to the end
+    stopped: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def raise_if_stopped(self) -> None:
+        if self.stopped:
+            raise NonFiniteLossError(self.stopped)
+
+
+# ----- loss on degraded images ----------------------------------------------------------------
+def _masked(img: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    return img if weight is None else img * weight
+
+
+def _rgb(img: torch.Tensor) -> torch.Tensor:
+    return img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img
+
+
+class ReconstructionLoss(nn.Module):
+    """``perceptual_weight·P(D(x), y) + l2_weight·MSE(D(x), y)`` in observation space.
+
+    ``weight`` ([1, 1, h, w], 1 = constrain) blanks regions that must not constrain the latent
+    (letterbox padding, pixels the degradation never observed) in both images; the MSE is
+    normalised by the weighted area so padding does not dilute it.
+    """
+
+    def __init__(
+        self,
+        perceptual: PerceptualDistance,
+        degradation: nn.Module,
+        observation: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        perceptual_weight: float = 1.0,
+        l2_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.perceptual = perceptual
+        self.degradation = degradation
+        self.weight = weight
+        self.observation = observation
+        self.target = _masked(observation, weight)
+        self.perceptual_weight = perceptual_weight
+        self.l2_weight = l2_weight
+        self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
+
+    def terms(self, img: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-sample terms ``{'perceptual': [N], 'l2': [N]}`` (zero-weight terms are skipped)."""
+        degraded = _masked(self.degradation(img), self.weight)
+        target = self.target if target is None else target
+        out: dict[str, torch.Tensor] = {}
+        if self.perceptual_weight:
+            out["perceptual"] = self.perceptual(_rgb(degraded), _rgb(target).expand(degraded.shape[0], -1, -1, -1))
+        if self.l2_weight:
+            out["l2"] = (degraded - target).square().flatten(1).mean(1) / self._area
+        return out
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        if "perceptual" in terms:
+            total = total + self.perceptual_weight * terms["perceptual"]
+        if "l2" in terms:
+            total = total + self.l2_weight * terms["l2"]
+        return total
+
+    def with_weights(self, perceptual_weight: float, l2_weight: float) -> "ReconstructionLoss":
+        """The same observation and distance with other weights (no second network load)."""
+        return ReconstructionLoss(self.perceptual, self.degradation, self.observation, self.weight,
+                                  perceptual_weight, l2_weight)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """Per-sample weighted loss ``[N]``."""
+        return self.total(self.terms(img))
+
+
+# ----- learning-rate schedules ---------------------------------------------------------------
+def stylegan_lr_ramp(peak: float, rampdown: float = 0.25, rampup: float = 0.05) -> Callable[[float], float]:
+    """NVIDIA projector schedule: linear warm-up over the first 5 %, cosine decay over the last 25 %."""
+
+    def lr(t: float) -> float:
+        ramp = min(1.0, (1.0 - t) / rampdown)
+        ramp = 0.5 - 0.5 * math.cos(math.pi * ramp)
+        return peak * ramp * min(1.0, t / rampup)
+
+    return lr
+
+
+def constant_lr(value: float) -> Callable[[float], float]:
+    return lambda t: value
+
+
+# ----- the optimisation loop -----------------------------------------------------------------
+StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float], torch.Tensor | None]]
+
+
+class RunRecorder:
+    """Collects the loss curve, stage timings, video frames and the early-stop reason of one run."""
+
+    def __init__(self, progress: bool = True, frame_every: int = 0) -> None:
+        self.progress = progress
+        self.frame_every = frame_every
+        self.losses: list[dict[str, Any]] = []
+        self.timings: dict[str, float] = {}
+        self.frames: list[torch.Tensor] = []
+        self.stopped: str | None = None
+
+    def timed(self, stage: str):
+        return _Timer(self.timings, stage)
+
+    def fill(self, result: Result) -> Result:
+        result.losses, result.timings, result.frames = self.losses, self.timings, self.frames
+        result.stopped = self.stopped
+        return result
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], stage: str) -> None:
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.start
+
+
+def optimize(
+    stage: str,
+    params: Iterable[torch.Tensor],
+    step_fn: StepFn,
+    steps: int,
+    lr: Callable[[float], float],
+    recorder: RunRecorder,
+    after_step: Callable[[], None] | None = None,
+) -> bool:
+    """Adam over ``params`` for ``steps`` iterations; ``step_fn(i) -> (loss, terms, image)``.
+
+    Keeps a copy of the parameters with the lowest finite loss. If the loss turns NaN/inf the stage
+    stops, the parameters are put back to that best state and ``recorder.stopped`` says where;
+    returns False in that case (later stages should not run). Otherwise the final state is kept,
+    as in the official projectors.
+    """
+    params = list(params)
+    if steps <= 0 or recorder.stopped:
+        return recorder.stopped is None
+    optimizer = torch.optim.Adam(params, lr=lr(0.0), betas=(0.9, 0.999))
+    best_loss, best = math.inf, [p.detach().clone() for p in params]
+    with recorder.timed(stage):
+        bar = tqdm(range(steps), desc=stage, disable=not recorder.progress, leave=False)
+        for i in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = lr(i / steps)
+            loss, terms, image = step_fn(i)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                with torch.no_grad():
+                    for p, b in zip(params, best):
+                        p.copy_(b)
+                recorder.stopped = (
+                    f"non-finite loss ({value}) at {stage} step {i}: stopped and kept the best state so far "
+                    f"(loss {best_loss:.6g})"
+                )
+                bar.close()
+                return False
+            if value < best_loss:
+                best_loss = value
+                with torch.no_grad():
+                    torch._foreach_copy_(best, [p.detach() for p in params])
+            recorder.losses.append({"stage": stage, "step": i, "loss": value, **terms})
+            if image is not None and recorder.frame_every and i % recorder.frame_every == 0:
+                recorder.frames.append(image.detach()[:1].cpu())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            bar.set_postfix(loss=f"{value:.4g}")
+        bar.close()
+    return True
+
+
+# ----- registry -------------------------------------------------------------------------------
+class Method(ABC):
+    """A restoration method: named, with presets, options overridable one by one."""
+
+    name: str = "abstract"
+    #: option defaults; presets (``ganprior.methods.presets``) override them per task/family
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, **options: Any) -> None:
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r} has no option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(self.defaults))}"
+            )
+        self.options = {**self.defaults, **options}
+
+    @abstractmethod
+    def run(
+        self,
+        prior: GenerativePrior,
+        degradation: nn.Module,
+        observation: torch.Tensor,
+        *,
+        weight: torch.Tensor | None = None,
+        class_index: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        frame_every: int = 0,
+    ) -> Result:
+        """Restore ``observation`` (= degradation(clean), ``[1, C, h, w]``) with ``prior``."""
+
+    # helpers shared by the concrete methods
+    def reconstruction_loss(
+        self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
+        weight: torch.Tensor | None, l2_weight: float, perceptual_weight: float = 1.0,
+    ) -> ReconstructionLoss:
+        needs_net = perceptual_weight != 0
+        perceptual = get_perceptual(self.options["perceptual"] if needs_net else "mse", prior)
+        return ReconstructionLoss(perceptual, degradation, observation, weight, perceptual_weight, l2_weight)
+
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available to the API and the CLI by its ``name``."""
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def get_method_class(name: str) -> type[Method]:
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def available_methods() -> list[str]:
+    return sorted(_METHODS)
+

@@ -1,0 +1,76 @@
+"""CRI, Clustering & Regularize Inversion (Wang et al., AAAI 2023).
+
+1. Class: given, else the model's classifier, else the class whose centroid bank has the centroid
+   nearest to the observation.
+2. Start: the centroid (of the class's k-means bank, ``centroids.py``) whose *degraded* rendering is
+   nearest to the observation (perceptual + λ1·MSE), scored in chunks.
+3. Stage 1: a W+ offset from the frozen centroid, loss = perceptual + λ1·MSE (degraded images)
+   + λ2·‖offset‖₂, Adam with the StyleGAN projector LR ramp (peak 0.1).
+4. Stage 2: pivotal tuning of the generator at the frozen pivot ``centroid + offset`` with the
+   locality regulariser (α = 30), Adam lr 3e-4.
+Presets (``presets.py``) hold the official script's weights per task and the paper's step counts
+per family.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ganprior.methods.base import Method, Result, RunRecorder, register_method
+from ganprior.methods.centroids import centroid_bank, resolve_class, score_latents
+from ganprior.methods.projection import finish, mean_w, optimize_ws
+from ganprior.methods.pti import generator_delta, pivotal_tuning
+
+
+@register_method
+class CRI(Method):
+    name = "cri"
+    defaults = {
+        "offset_steps": 1000,
+        "offset_lr": 0.1,
+        "tuning_steps": 350,
+        "tuning_lr": 3e-4,
+        "perceptual": "nvidia-vgg16",
+        "perceptual_weight": 1.0,
+        "l2_weight": 100.0,  # λ1
+        "offset_weight": 1.0,  # λ2
+        "tuning_l2_weight": 100.0,  # λ_L2
+        "reg_weight": 1.0,  # λ_R
+        "reg_alpha": 30.0,
+        "reg_perceptual_weight": 10.0,
+        "reg_l2_weight": 0.0,  # λ^R_L2
+        "n_clusters": 10,
+        "n_samples": 10_000,
+        "chunk": 8,
+        "cache": True,
+        "compare_w_avg": True,  # also score w_avg, to report how much closer the centroid start is
+    }
+
+    def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
+            frame_every=0) -> Result:
+        o = self.options
+        torch.manual_seed(seed)
+        recorder = RunRecorder(progress, frame_every)
+        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
+        with recorder.timed("class"):
+            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
+                                                       o["n_samples"], seed, o["chunk"])
+        c = prior.class_matrix(cls, 1)
+        with recorder.timed("centroids"):
+            bank = centroid_bank(prior, cls, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])
+            scores = score_latents(prior, bank, c, loss, o["chunk"])
+            best = int(scores.argmin())
+            extras.update(centroid_index=best, centroid_scores=[float(s) for s in scores],
+                          start_loss=float(scores[best]))
+            if o["compare_w_avg"]:
+                w_avg = mean_w(prior, c, o["n_samples"], seed)[:, 0]
+                extras["w_avg_loss"] = float(score_latents(prior, w_avg, c, loss)[0])
+        base = bank[best][None, None, :].expand(1, prior.num_ws, -1)
+        offset = torch.zeros_like(base)
+        pivot = optimize_ws(prior, c, loss, offset, o["offset_steps"], o["offset_lr"], recorder, "offset",
+                            base=base, offset_weight=o["offset_weight"])
+        extras["offset_norm"] = float(torch.linalg.vector_norm(pivot - base))
+        tuning_loss = loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
+        tuned = pivotal_tuning(prior, pivot, c, tuning_loss, recorder, o["tuning_steps"], o["tuning_lr"],
+                               o["reg_weight"], o["reg_alpha"], o["reg_perceptual_weight"], o["reg_l2_weight"], seed)
+        return finish(self, prior, pivot, c, recorder, cls, score, source, extras, generator_delta(prior, tuned), tuned)

@@ -1,0 +1,130 @@
+"""Latent projection onto degraded observations: the W and W+ baselines, and the latent optimiser
+that CRI's offset stage and PTI's first stage reuse.
+
+W (StyleGAN-XL ``run_inversion.project`` style): one w broadcast to every layer, started at the
+class-weighted average latent, perceptual loss only, Adam with the projector's LR ramp (peak 0.1).
+W+: one w per layer, same start and schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganprior.methods.base import (
+    Method,
+    ReconstructionLoss,
+    Result,
+    RunRecorder,
+    optimize,
+    register_method,
+    stylegan_lr_ramp,
+)
+from ganprior.methods.centroids import resolve_class, sample_w, score_latents
+from ganprior.models.prior import GenerativePrior
+
+
+def broadcast_ws(latent: torch.Tensor, num_ws: int) -> torch.Tensor:
+    """``[1, 1 | num_ws, w_dim]`` -> ``[1, num_ws, w_dim]``."""
+    return latent.expand(-1, num_ws, -1) if latent.shape[1] == 1 else latent
+
+
+def optimize_ws(
+    prior: GenerativePrior,
+    c: torch.Tensor,
+    loss: ReconstructionLoss,
+    init: torch.Tensor,
+    steps: int,
+    lr: float,
+    recorder: RunRecorder,
+    stage: str,
+    base: torch.Tensor | None = None,
+    offset_weight: float = 0.0,
+) -> torch.Tensor:
+    """Optimise ``ws = base + latent`` (``latent`` shaped like ``init``: one row = W, num_ws rows = W+)
+    with the generator frozen; ``offset_weight·‖latent‖₂`` is CRI's offset regulariser.
+
+    Returns the final ``[1, num_ws, w_dim]`` ws (the best one so far if the loss went non-finite).
+    """
+    latent = init.detach().clone().requires_grad_(True)
+
+    def ws() -> torch.Tensor:
+        full = broadcast_ws(latent, prior.num_ws)
+        return full if base is None else base + full
+
+    def step(i: int):
+        img = prior.synthesis(ws(), c)
+        terms = loss.terms(img)
+        total = loss.total(terms).sum()
+        logged = {k: float(v.detach().sum()) for k, v in terms.items()}
+        if offset_weight:
+            reg = torch.linalg.vector_norm(latent)
+            total = total + offset_weight * reg
+            logged["offset_norm"] = float(reg.detach())
+        return total, logged, img
+
+    with torch.enable_grad():
+        optimize(stage, [latent], step, steps, stylegan_lr_ramp(lr), recorder)
+    return ws().detach()
+
+
+def mean_w(prior: GenerativePrior, c: torch.Tensor, n_samples: int, seed: int) -> torch.Tensor:
+    """Average mapped latent ``[1, 1, w_dim]`` for class rows ``c`` (XL projector's start point)."""
+    return sample_w(prior, c, n_samples, seed).mean(0, keepdim=True)[:, None, :]
+
+
+class _ProjectionBase(Method):
+    """W / W+ projection; subclasses only choose the latent shape."""
+
+    per_layer = False
+    defaults = {
+        "steps": 1000,
+        "lr": 0.1,
+        "perceptual": "nvidia-vgg16",
+        "perceptual_weight": 1.0,
+        "l2_weight": 0.0,
+        "w_avg_samples": 10_000,
+        # class search when the class is unknown and no classifier ships with the model
+        "n_clusters": 10,
+        "n_samples": 10_000,
+        "chunk": 8,
+    }
+
+    def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
+            frame_every=0) -> Result:
+        o = self.options
+        torch.manual_seed(seed)
+        recorder = RunRecorder(progress, frame_every)
+        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
+        with recorder.timed("class"):
+            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
+                                                       o["n_samples"], seed, o["chunk"])
+        c = prior.class_matrix(cls, 1)
+        with recorder.timed("start"):
+            start = mean_w(prior, c, o["w_avg_samples"], seed)
+            extras["start_loss"] = float(score_latents(prior, start[:, 0], c, loss)[0])
+        init = broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
+        ws = optimize_ws(prior, c, loss, init, o["steps"], o["lr"], recorder, self.name)
+        return finish(self, prior, ws, c, recorder, cls, score, source, extras)
+
+
+@torch.no_grad()
+def finish(method: Method, prior: GenerativePrior, ws: torch.Tensor, c: torch.Tensor, recorder: RunRecorder,
+           cls, score, source, extras, delta: dict | None = None, render: nn.Module | None = None) -> Result:
+    """Render the final latent (with the tuned generator when there is one) and package the result."""
+    image = (render or prior).synthesis(ws, c).clamp(-1, 1)
+    result = Result(method=method.name, image=image, latent=ws, class_index=cls, class_score=score,
+                    class_source=source, generator_delta=delta or {}, options=dict(method.options), extras=extras)
+    return recorder.fill(result)
+
+
+@register_method
+class WProjection(_ProjectionBase):
+    name = "w"
+    per_layer = False
+
+
+@register_method
+class WPlusProjection(_ProjectionBase):
+    name = "wplus"
+    per_layer = True

@@ -1,0 +1,127 @@
+"""A finished restoration and its run directory.
+
+``RestorationResult.save(dir)`` writes, all at once or not at all (everything goes to a hidden
+temporary folder next to ``dir`` that is renamed into place at the end):
+
+  restored.png            the restored photo at its own size (× the SR factor), fused with the observation
+  degraded.png            the observation as given
+  sheet.png               degraded | restored, side by side
+  latent.pt               the final W+ latent ``[1, num_ws, w_dim]`` (torch.save)
+  generator_delta.safetensors   tuned − original for every generator tensor pivotal tuning changed
+                          (absent when the generator was not tuned); add it to the original state dict
+  run.json                configuration, seed, class (+ score and how it was found), timings per stage,
+                          loss curve, early-stop reason
+  optimisation.gif        the optimisation, one frame every few steps (only with ``video=True``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ganprior.methods.base import Result
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class RestorationResult:
+    """What :func:`ganprior.restore` returns."""
+
+    image: torch.Tensor  # [1, 3, H, W] fused, at the photo's size (× SR factor)
+    restored: torch.Tensor  # the same before fusion with the observation
+    observation: torch.Tensor  # the degraded photo as given
+    result: Result  # the method's generator-space result (latent, delta, losses, ...)
+    config: dict[str, Any] = field(default_factory=dict)
+    canvas_target: torch.Tensor | None = None  # the observation placed on the generator canvas
+    canvas_weight: torch.Tensor | None = None  # its loss weights (0 = padding / unobserved)
+
+    @property
+    def latent(self) -> torch.Tensor:
+        return self.result.latent
+
+    @property
+    def class_index(self) -> int | None:
+        return self.result.class_index
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.result.timings
+
+    @property
+    def losses(self) -> list[dict[str, Any]]:
+        return self.result.losses
+
+    @property
+    def stopped(self) -> str | None:
+        return self.result.stopped
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable record of the run (the content of run.json)."""
+        r = self.result
+        return {
+            "config": self.config,
+            "seed": self.config.get("seed"),
+            "class": {"index": r.class_index, "score": r.class_score, "source": r.class_source},
+            "timings": r.timings,
+            "stopped": r.stopped,
+            "extras": r.extras,
+            "losses": r.losses,
+            "tuned_tensors": sorted(r.generator_delta),
+        }
+
+    def save(self, directory: str | os.PathLike, video: bool = False) -> Path:
+        """Write the run directory atomically (see module doc); replaces an existing one."""
+        from ganprior.images import make_sheet, save_image
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+        try:
+            save_image(self.image, tmp / "restored.png")
+            save_image(self.observation, tmp / "degraded.png")
+            make_sheet([[self.observation, self.image]], ["degraded", "restored"], tmp / "sheet.png")
+            torch.save(self.result.latent.detach().cpu(), tmp / "latent.pt")
+            if self.result.generator_delta:
+                save_file(self.result.generator_delta, str(tmp / "generator_delta.safetensors"),
+                          metadata={"meaning": "tuned minus original; add to the original state dict"})
+            if video and self.result.frames:
+                _save_gif(self.result.frames, tmp / "optimisation.gif")
+            (tmp / RUN_FILE).write_text(json.dumps(self.summary(), indent=1, default=_jsonable))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+
+def is_finished(directory: str | os.PathLike) -> bool:
+    """A run directory only exists complete (atomic rename), so run.json marks a finished image."""
+    return (Path(directory) / RUN_FILE).is_file()
+
+
+def _save_gif(frames: list[torch.Tensor], path: Path) -> None:
+    from ganprior.images import tensor_to_pil
+
+    images = [tensor_to_pil(f.clamp(-1, 1)) for f in frames]
+    scale = max(1, 128 // images[0].width)
+    images = [im.resize((im.width * scale, im.height * scale)) for im in images]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
