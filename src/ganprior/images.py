@@ -53,20 +53,24 @@ def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) ->
 
 def from_uint8(a: np.ndarray) -> torch.Tensor:
     """``H x W x C`` or ``H x W`` uint8 array -> ``[1, C, H, W]`` float32 in ``[-1, 1]``."""
-    t = torch.from_numpy(np.ascontiguousarray(a)).float()
+    t = torch.from_numpy(np.array(a, dtype=np.float32))
     t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
     return t / 127.5 - 1.0
 
 
 # ----- loading -------------------------------------------------------------------------------
 def _open(path: PathLike, max_pixels: int) -> Image.Image:
-    """Open, size-check before decoding (decompression-bomb guard), decode, apply EXIF rotation."""
+    """Open, size-check before decoding (decompression-bomb guard), decode, apply EXIF rotation.
+
+    Our ``max_pixels`` check replaces Pillow's warning; Pillow's hard limit
+    (``2 * Image.MAX_IMAGE_PIXELS``) still applies and is reported the same way.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageLoadError(f"cannot load {path}: no such file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
             w, h = img.size
             if w * h > max_pixels:
@@ -78,8 +82,7 @@ def _open(path: PathLike, max_pixels: int) -> Image.Image:
             return ImageOps.exif_transpose(img)
     except ImageLoadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageLoadError(f"cannot load {path}: {type(err).__name__}: {err}") from err
 
 
@@ -205,7 +208,8 @@ def make_sheet(
 ) -> Image.Image:
     """Grid of images with a caption under each (e.g. degraded | restored | fused | truth).
 
-    ``labels`` is one caption per column or one per cell. Small images (32x32, low-resolution
+    ``labels`` is one caption per column or one per cell. One-channel tensors without negative
+    values are drawn as masks (range [0, 1]); everything else as [-1, 1] images. Small images (32x32, low-resolution
     observations) are enlarged by an integer nearest-neighbour factor so every cell is at least
     ``min_cell`` pixels and pixels stay crisp. Saved atomically when ``path`` is given.
     """

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from .base import Degradation, DegradationError, Size, check_image
+from .base import Degradation, DegradationError, check_image
 
 
 class Inpainting(Degradation):
@@ -52,9 +52,6 @@ class Inpainting(Degradation):
                 f"mask is {tuple(self.mask.shape[-2:])} (HxW) but reaches an image of {tuple(weight.shape[-2:])}"
             )
         return weight * self.mask.to(weight.device, weight.dtype)
-
-    def observed_size(self, hw: Sequence[int]) -> Size:
-        return int(hw[0]), int(hw[1])
 
     @property
     def hole_fraction(self) -> float:

@@ -7,6 +7,7 @@ Generators take a ``seed`` so the same mask comes back on every machine (CPU ``t
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -50,7 +51,10 @@ def box_mask(spec: str | Sequence[float], size: Sequence[int]) -> torch.Tensor:
     """Rectangular hole from ``"x0,y0,x1,y1"`` (end-exclusive). Integers are pixels, decimals
     (``"0.25,0.25,0.75,0.75"``) are fractions of the width/height."""
     h, w = _size(size)
-    parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [repr(float(p)) if isinstance(p, float) else str(int(p)) for p in spec]
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",")]
+    else:  # a sequence: floats are fractions, ints are pixels
+        parts = [repr(float(p)) if isinstance(p, float) else str(int(p)) for p in spec]
     if len(parts) != 4:
         raise MaskSpecError(f"box spec must be 'x0,y0,x1,y1', got {spec!r}")
     try:
@@ -75,7 +79,9 @@ def center_box_mask(size: Sequence[int]) -> torch.Tensor:
     return mask
 
 
-def random_box_mask(size: Sequence[int], seed: int = 0, min_frac: float = 0.2, max_frac: float = 0.5) -> torch.Tensor:
+def random_box_mask(
+    size: Sequence[int], seed: int = 0, min_frac: float = 0.2, max_frac: float = 0.5
+) -> torch.Tensor:
     """One box whose sides are uniform fractions of the image in ``[min_frac, max_frac]``."""
     h, w = _size(size)
     if not 0.0 < min_frac <= max_frac <= 1.0:
@@ -131,7 +137,7 @@ MASK_KINDS = ("center", "box:x0,y0,x1,y1", "random-box", "strokes", "pixels:<mis
 
 
 def mask_from_spec(
-    spec: str | torch.Tensor, size: Sequence[int], seed: int = 0, hole_value: str | None = None
+    spec: str | os.PathLike | torch.Tensor, size: Sequence[int], seed: int = 0, hole_value: str | None = None
 ) -> torch.Tensor:
     """Build a mask for an image of ``size`` from a tensor, a file path or a short text spec.
 

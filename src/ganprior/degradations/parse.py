@@ -5,6 +5,7 @@ Operators apply in the order written (DGP's hybrid task is ``sr2+colorize+inpain
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Sequence
 
@@ -72,7 +73,7 @@ def _whole(task: str, value: float, low: int, high: int | None = None) -> int:
 def parse_task(
     task: str,
     *,
-    mask: torch.Tensor | str | None = None,
+    mask: torch.Tensor | str | os.PathLike | None = None,
     scale: int | None = None,
     image_size: Sequence[int] | None = None,
     sr_kernel: str = "bicubic",
@@ -80,6 +81,7 @@ def parse_task(
     seed: int = 0,
     colorize_fusion: str = "lab",
     sr_fusion: str = "none",
+    sr_reupsample: bool = False,
     noise_sigma: float | None = None,
     blur_sigma: float | None = None,
     jpeg_quality: int | None = None,
@@ -105,7 +107,9 @@ def parse_task(
         seen.add(kind)
         if kind == "sr":
             factor = _whole("sr", _parameter("sr", token, number, "scale", scale, None), 1)
-            op: Degradation = SuperResolution(factor, kernel=sr_kernel, fusion=sr_fusion)  # type: ignore[arg-type]
+            op: Degradation = SuperResolution(
+                factor, kernel=sr_kernel, reupsample=sr_reupsample, fusion=sr_fusion  # type: ignore[arg-type]
+            )
         elif kind == "denoise":
             op = Denoising(_parameter("denoise", token, number, "noise_sigma", noise_sigma, 0.1), seed=seed)
         elif kind == "blur":
