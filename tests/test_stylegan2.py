@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ganprior.loading.safe_pickle import load_official_pickle
-from ganprior.models.stylegan2 import Discriminator, StyleGAN2Prior, from_config, from_official
+from ganprior.models.stylegan2 import (Discriminator, StyleGAN2Prior, discriminator_from_official, from_config,
+                                       from_official)
 
 CASES = ["sg2_uncond_32", "sg2_cond_64_fp16"]
 ATOL = 1e-4
@@ -94,6 +95,18 @@ def test_discriminator_logits_match_official(prior, case):
     with torch.no_grad():
         logits = prior.discriminator(ref["img_const_psi1"], ref["c"])
     assert max_diff(logits, ref["d_logits_img_const_psi1"]) <= ATOL
+
+
+@pytest.mark.parametrize("sg3_case", ["sg3_t_64", "sg3_r_64"])
+def test_stylegan3_pickles_carry_this_discriminator(official_dir, sg3_case):
+    """stylegan3-repo pickles store a StyleGAN2 D (default conv_clamp=256): same class, same logits."""
+    data = load_official_pickle(official_dir / sg3_case / "network-snapshot.stripped.pkl")
+    ref = np.load(official_dir / sg3_case / "reference.npz")
+    D = discriminator_from_official(data["D"])
+    assert D.config()["conv_clamp"] == 256
+    with torch.no_grad():
+        logits = D(torch.from_numpy(ref["img_const_psi1"]), None)
+    assert max_diff(logits, torch.from_numpy(ref["d_logits_img_const_psi1"])) <= ATOL
 
 
 def test_discriminator_features_are_shallow_to_deep(prior, case):

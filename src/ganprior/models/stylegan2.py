@@ -740,6 +740,15 @@ def _load_exact(module: nn.Module, node: PersistentNode, what: str) -> None:
         raise ValueError(f"official {what} does not match the architecture read from its attributes: {exc}") from exc
 
 
+def discriminator_from_official(node: PersistentNode) -> Discriminator:
+    """The official StyleGAN2 ``Discriminator`` (also what stylegan3-repo pickles carry as ``D``), weights loaded."""
+    if not isinstance(node, PersistentNode) or node.class_name != "Discriminator":
+        raise ValueError(f"not a StyleGAN2 discriminator: {node!r}")
+    discriminator = Discriminator(**_discriminator_kwargs(node))
+    _load_exact(discriminator, node, "discriminator")
+    return discriminator.eval()
+
+
 def from_official(data: dict) -> StyleGAN2Prior:
     """Build from :func:`ganprior.loading.safe_pickle.load_official_pickle` output (G_ema, plus D if stored)."""
     g_node = generator_node(data)
