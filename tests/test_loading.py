@@ -223,8 +223,8 @@ def test_native_roundtrip_every_fixture_family(official_dir, tmp_path, case):
     assert type(loaded) is type(prior)
     assert_identical(prior, loaded)
     torch.manual_seed(0)
-    z = torch.randn(2, prior.z_dim)
-    c = prior.class_matrix([1, 2] if prior.c_dim else None, 2)
+    z = torch.randn(1, prior.z_dim)
+    c = prior.class_matrix(1 if prior.c_dim else None, 1)
     with torch.no_grad():
         assert torch.equal(prior(z, c), loaded(z, c))
 
