@@ -414,3 +414,23 @@ def test_describe_is_json_friendly():
     chain = parse_task("sr2+colorize+inpaint+jpeg80+denoise0.1+blur2", mask="strokes", image_size=(H, W), seed=3)
     text = json.dumps(chain.describe())
     assert '"hole_fraction"' in text and '"quality": 80' in text and '"factor": 2' in text
+
+
+# ----- device --------------------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_operator_runs_on_cuda_and_agrees_with_cpu():
+    chain = parse_task("sr2+colorize+inpaint+jpeg60+blur1+denoise0.1", mask="strokes", image_size=(H, W))
+    others = [SuperResolution(4, "dgp-lanczos2", reupsample=True, fusion="lowpass"), SuperResolution(3, "lanczos")]
+    x_cpu = smooth_image(n=2)
+    guess_cpu = smooth_image(n=2, seed=5)
+    for op in [chain, *others]:
+        op_gpu = op.to("cuda")
+        x, guess = x_cpu.cuda().requires_grad_(), guess_cpu.cuda()
+        y = op_gpu(x)
+        y.square().mean().backward()
+        assert y.is_cuda and torch.isfinite(x.grad).all()
+        assert torch.allclose(y.detach().cpu(), op.to("cpu")(x_cpu), atol=1e-4)
+        fused = op_gpu.to("cuda").fuse(guess, y.detach())
+        assert fused.is_cuda and torch.allclose(fused.cpu(), op.to("cpu").fuse(guess_cpu, y.detach().cpu()), atol=1e-3)
+        assert op_gpu.to("cuda").degrade(x.detach()).is_cuda
+        assert op_gpu.valid_mask((H, W), "cuda").is_cuda

@@ -37,7 +37,7 @@ class Inpainting(Degradation):
             raise DegradationError(
                 f"mask is {tuple(self.mask.shape[-2:])} (HxW) but the image is {tuple(x.shape[-2:])}"
             )
-        return self.mask.to(x.dtype)
+        return self.mask.to(x.device, x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self._checked_mask(x)

@@ -71,11 +71,19 @@ def resize_matrix(in_size: int, out_size: int, kernel: str) -> torch.Tensor:
     return weights
 
 
+@lru_cache(maxsize=64)
+def _matrix_on(in_size: int, out_size: int, kernel: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The weights already on the device: resizing inside an optimisation loop copies nothing."""
+    return resize_matrix(in_size, out_size, kernel).to(device, dtype)
+
+
 def resize(x: torch.Tensor, size: Sequence[int], kernel: str = "bicubic") -> torch.Tensor:
     """Resize ``[N, C, H, W]`` to ``size = (h, w)`` like Pillow (float mode); differentiable."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown resampling kernel {kernel!r}; known: {', '.join(KERNELS)}")
     h, w = int(size[0]), int(size[1])
-    rows = resize_matrix(x.shape[-2], h, kernel).to(x.device, x.dtype)
-    cols = resize_matrix(x.shape[-1], w, kernel).to(x.device, x.dtype)
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot resize to {h}x{w}")
+    rows = _matrix_on(x.shape[-2], h, kernel, x.device, x.dtype)
+    cols = _matrix_on(x.shape[-1], w, kernel, x.device, x.dtype)
     return torch.einsum("ih,nchw,jw->ncij", rows, x, cols)
