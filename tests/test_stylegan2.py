@@ -253,3 +253,16 @@ def test_bad_inputs_give_clear_errors():
         prior.D(torch.zeros(3, 3, 16, 16), prior.class_matrix(0, 3))
     with pytest.raises(ValueError, match="family"):
         from_config({"family": "biggan"}, {})
+    with pytest.raises(ValueError, match="unknown MappingNetwork arguments"):
+        StyleGAN2Prior(dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, mapping_kwargs=dict(layers=2)))
+
+
+def test_generator_only_prior_round_trips():
+    prior = StyleGAN2Prior(small_prior().config()["generator"])
+    assert not prior.has_discriminator and all(k.startswith("G.") for k in prior.state_dict())
+    clone = from_config(json.loads(json.dumps(prior.config())), prior.state_dict())
+    ws = prior.w_avg().unsqueeze(1).repeat(1, prior.num_ws, 1) + torch.randn(1, prior.num_ws, prior.w_dim)
+    with torch.no_grad():
+        assert torch.equal(clone.synthesis(ws), prior.synthesis(ws))
+    with pytest.raises(NotImplementedError):
+        prior.discriminator_features(torch.zeros(1, 3, 16, 16))
