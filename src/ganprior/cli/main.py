@@ -73,3 +73,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="ganprior")
 def cli() -> None:
     """Restore degraded images by inverting a pretrained GAN (CRI, DGP)."""
+
+
+if __name__ == "__main__":
+    cli()
