@@ -269,3 +269,21 @@ def test_load_model_does_not_write_beside_user_files_by_default(tmp_path, toy_fa
 def test_load_model_reads_native_files_directly(tmp_path, toy_family):
     path = save_native(randomized_toy(width=3), tmp_path / "toy.safetensors")
     assert loading.load_model(str(path)).width == 3
+
+
+def test_load_model_converts_downloaded_checkpoint_once(official_dir, tmp_path, monkeypatch):
+    """A checkpoint inside the download cache is converted on first load; later loads read no pickle."""
+    require_family("stylegan2")
+    monkeypatch.setenv("GANPRIOR_CACHE", str(tmp_path))
+    checkpoint = tmp_path / "some-model" / "net.pkl"
+    checkpoint.parent.mkdir()
+    shutil.copy(official_dir / "sg2_uncond_32" / "network-snapshot.stripped.pkl", checkpoint)
+    first = loading.load_model(str(checkpoint))
+    assert (tmp_path / "some-model" / "net.native.safetensors").is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("second load must come from the native conversion")
+
+    monkeypatch.setattr(loading, "load_official", refuse)
+    second = loading.load_model(str(checkpoint))
+    assert_identical(first, second)

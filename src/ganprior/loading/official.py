@@ -109,7 +109,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         hostile, reason = _weights_only_reason(exc)
         if hostile:
-            raise UnsafeCheckpointError(f"{path} references code, not just tensors; refusing to load it ({reason})") from exc
+            raise UnsafeCheckpointError(f"{path} references code, not just tensors; "
+                                        f"refusing to load it ({reason})") from exc
         raise CorruptCheckpointError(f"{path} is truncated or corrupt: {reason}") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
