@@ -206,7 +206,8 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            shape = [x.shape[0], 1, self.resolution, self.resolution]
+            noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
@@ -509,7 +510,8 @@ class Discriminator(nn.Module):
     def config(self) -> dict:
         return _jsonable(self._config)
 
-    def forward_with_features(self, img: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_with_features(self, img: torch.Tensor,
+                              c: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and the activations after every block (shallow -> deep), then the epilogue's fc output."""
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
@@ -599,7 +601,8 @@ class StyleGAN2Prior(GenerativePrior):
         if self.c_dim == 0:
             return None
         if c is None:
-            raise ValueError(f"this stylegan2 model is class-conditional ({self.c_dim} classes): pass c [N, {self.c_dim}]")
+            raise ValueError(f"this stylegan2 model is class-conditional ({self.c_dim} classes): "
+                             f"pass c [N, {self.c_dim}]")
         return c
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
