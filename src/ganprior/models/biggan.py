@@ -528,12 +528,16 @@ class BigGANPrior(GenerativePrior):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
-        """``z[:, None]``. With ``w_avg = 0`` StyleGAN-style truncation is plain scaling ``psi * z``."""
+        """``z[:, None]``. With ``w_avg = 0`` StyleGAN-style truncation is plain scaling ``psi * z``.
+
+        ``c`` enters in :meth:`synthesis`; ``truncation_cutoff`` has nothing to cut with a single ws.
+        """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
         return (z if truncation_psi == 1 else z * truncation_psi)[:, None]
 
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "const") -> torch.Tensor:
+        """Image from ws ``[N, 1, z_dim]`` and classes ``c`` (BigGAN has no noise inputs: ``noise_mode`` is unused)."""
         if ws.ndim != 3 or ws.shape[1:] != (1, self.z_dim):
             raise ValueError(f"BigGAN ws must be [N, 1, {self.z_dim}] (z itself), got {list(ws.shape)}")
         if c is None:
