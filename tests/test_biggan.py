@@ -115,9 +115,9 @@ def test_biggan_pytorch_checkpoint_without_instance_norm_keys(case):
                and ".in2." not in k}
     generator_only = biggan.from_state_dicts(g_state)
     assert not generator_only.has_discriminator
-    z, y = torch.from_numpy(ref["z"][:2]), torch.from_numpy(ref["y"][:2])
+    z, y = torch.from_numpy(ref["z"][:1]), torch.from_numpy(ref["y"][:1])
     with torch.no_grad():
-        assert torch.equal(generator_only(z, prior.class_matrix(y, 2)), prior(z, prior.class_matrix(y, 2)))
+        assert torch.equal(generator_only(z, prior.class_matrix(y, 1)), prior(z, prior.class_matrix(y, 1)))
 
 
 def test_mismatches_give_one_clear_error(case, tmp_path):
