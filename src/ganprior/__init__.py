@@ -1,3 +1,14 @@
 """ganprior: restore degraded images by inverting a pretrained GAN (CRI, DGP and their baselines)."""
 
 __version__ = "0.1.0"
+
+__all__ = ["restore"]
+
+
+def __getattr__(name: str):
+    """``ganprior.restore`` without importing torch and the methods at ``import ganprior`` time."""
+    if name == "restore":
+        from ganprior.api import restore
+
+        return restore
+    raise AttributeError(f"module 'ganprior' has no attribute {name!r}")
