@@ -1,0 +1,165 @@
+"""``ganprior score IMAGE [--ref CLEAN] [--mask MASK]``: every metric that applies, as JSON.
+
+* IMAGE alone: no-reference metrics (NIQE).
+* ``--ref``: PSNR / SSIM in their named colour conventions and LPIPS (when its backbone is here).
+* ``--mask`` (white = observed, black = hole, like the project's masks): the same full-reference
+  metrics on the hole only, as DGP reports inpainting.
+* IMAGE and ``--ref`` folders: FID and KID between the sets, plus per-image metrics averaged over
+  files paired by relative path (one ``--mask`` file then applies to every pair).
+
+Metrics that cannot be computed are listed under ``"unavailable"`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from ganprior.metrics.fid import WHEEL, WHEEL_VERSION, fid, image_files, inception_stats, kid
+from ganprior.metrics.images import MetricInputError, MetricUnavailable, load_image
+from ganprior.metrics.lpips_metric import lpips_distance
+from ganprior.metrics.niqe import niqe
+from ganprior.metrics.psnr_ssim import psnr, ssim
+
+FULL_REFERENCE = {
+    "psnr": lambda x, r, region: psnr(x, r, color="rgb", region=region),
+    "psnr_y": lambda x, r, region: psnr(x, r, color="y", region=region),
+    "psnr_gray": lambda x, r, region: psnr(x, r, color="gray", region=region),
+    "ssim": lambda x, r, region: ssim(x, r, color="gray", region=region),
+    "ssim_rgb": lambda x, r, region: ssim(x, r, color="rgb", region=region),
+    "ssim_y": lambda x, r, region: ssim(x, r, color="y", region=region),
+}
+CONVENTIONS = {
+    "range": "8-bit images, data range 255",
+    "psnr": "RGB (all channels)", "psnr_y": "BT.601 Y channel", "psnr_gray": "MATLAB rgb2gray",
+    "ssim": "Wang et al.: 11x11 Gaussian (sigma 1.5) on MATLAB rgb2gray, no downsampling",
+    "ssim_rgb": "Wang et al. per RGB channel, averaged", "ssim_y": "Wang et al. on BT.601 Y",
+    "*_hole": "only where --mask is black (not observed)",
+    "niqe": "official pristine parameters, MATLAB rgb2gray, 96x96 blocks",
+    "fid": f"clean-fid protocol, Inception-2015-12-05 from {WHEEL}=={WHEEL_VERSION}",
+}
+
+
+class Scores:
+    """Collects values and reasons; averages values over image pairs."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+        self.unavailable: dict[str, str] = {}
+
+    def add(self, name: str, compute) -> None:
+        if name in self.unavailable:
+            return
+        try:
+            value = compute()
+        except (MetricUnavailable, MetricInputError) as err:
+            self.values.pop(name, None)
+            self.unavailable[name] = getattr(err, "reason", str(err))
+            return
+        self.values.setdefault(name, []).append(float(value))
+
+    def as_dict(self) -> dict:
+        means = {name: sum(v) / len(v) for name, v in self.values.items()}
+        return {"metrics": means, "unavailable": self.unavailable}
+
+
+def _load_mask(path: Path | None, like: torch.Tensor) -> torch.Tensor | None:
+    if path is None:
+        return None
+    mask = load_image(path)
+    if mask.shape[1] != 1:
+        mask = mask.mean(dim=1, keepdim=True)
+    if mask.shape[-2:] != like.shape[-2:]:
+        raise MetricInputError(f"mask {path} is {tuple(mask.shape[-2:])}, the image is {tuple(like.shape[-2:])}")
+    return (mask > 0).float()  # grey levels above mid-grey count as observed
+
+
+def score_image(scores: Scores, image: torch.Tensor, ref: torch.Tensor | None, mask_path: Path | None,
+                lpips_net: str) -> None:
+    """Add every single-image metric that applies to ``scores``."""
+    scores.add("niqe", lambda: niqe(image).item())
+    if ref is None:
+        return
+    if ref.shape != image.shape:
+        if ref.shape[-2:] != image.shape[-2:]:
+            raise MetricInputError(f"image {tuple(image.shape[-2:])} and reference {tuple(ref.shape[-2:])} differ in size")
+        image, ref = image.expand(-1, 3, -1, -1), ref.expand(-1, 3, -1, -1)
+    for name, metric in FULL_REFERENCE.items():
+        scores.add(name, lambda: metric(image, ref, None).item())
+    scores.add(f"lpips_{lpips_net}", lambda: lpips_distance(image, ref, net=lpips_net).item())
+    mask = _load_mask(mask_path, image)
+    if mask is not None:
+        for name in ("psnr", "ssim"):
+            scores.add(f"{name}_hole", lambda: FULL_REFERENCE[name](image, ref, 1 - mask).item())
+
+
+def _pairs(image_dir: Path, ref_dir: Path) -> list[tuple[Path, Path]]:
+    images = {p.relative_to(image_dir): p for p in image_files(image_dir)}
+    refs = {p.relative_to(ref_dir): p for p in image_files(ref_dir)}
+    if set(images) != set(refs):
+        missing = sorted(str(p) for p in set(images) ^ set(refs))[:5]
+        raise MetricInputError(f"per-image metrics need the same file names in both folders; unmatched: {missing}")
+    return [(images[k], refs[k]) for k in sorted(images)]
+
+
+def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_path: Path | None,
+                  lpips_net: str, cache_dir: Path | None) -> dict:
+    """FID/KID between the folders and per-image metrics averaged over paired files."""
+    if ref_dir is None:
+        scores.unavailable["fid"] = scores.unavailable["kid"] = "needs a reference folder (--ref)"
+        for path in image_files(image_dir):
+            score_image(scores, load_image(path), None, None, lpips_net)
+        return {}
+    if not ref_dir.is_dir():
+        raise MetricInputError(f"IMAGE is a folder, so --ref must be a folder too: {ref_dir}")
+    options = {"cache_dir": cache_dir}
+    try:
+        a = inception_stats(image_dir, **options)
+        b = inception_stats(ref_dir, **options)
+        scores.add("fid", lambda: fid(a, b))
+        kid_mean, kid_std = kid(a, b)
+        scores.add("kid", lambda: kid_mean)
+        scores.add("kid_std", lambda: kid_std)
+    except MetricUnavailable as err:
+        scores.unavailable["fid"] = scores.unavailable["kid"] = err.reason
+    try:
+        pairs = _pairs(image_dir, ref_dir)
+    except MetricInputError as err:
+        for name in FULL_REFERENCE:
+            scores.unavailable[name] = scores.unavailable[f"lpips_{lpips_net}"] = str(err)
+        pairs = [(path, None) for path in image_files(image_dir)]
+    for image_path, ref_path in pairs:
+        score_image(scores, load_image(image_path), ref_path and load_image(ref_path), mask_path, lpips_net)
+    return {"images": len(pairs)}
+
+
+@click.command("score")
+@click.argument("image", type=click.Path(exists=True, path_type=Path))
+@click.option("--ref", type=click.Path(exists=True, path_type=Path), help="Clean reference image (or folder).")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Observation mask: white = observed, black = hole; adds *_hole metrics.")
+@click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where Inception statistics are cached (default: the user cache).")
+def command(image: Path, ref: Path | None, mask: Path | None, lpips_net: str, cache_dir: Path | None) -> None:
+    """Print every metric that applies to IMAGE as JSON; unavailable ones are named with the reason."""
+    if mask is not None and ref is None:
+        raise click.UsageError("--mask scores the hole against a reference: give --ref too")
+    scores = Scores()
+    report: dict = {"image": str(image), "ref": str(ref) if ref else None, "mask": str(mask) if mask else None}
+    try:
+        if image.is_dir():
+            report.update(score_folders(scores, image, ref, mask, lpips_net, cache_dir))
+        else:
+            if ref is not None and ref.is_dir():
+                raise MetricInputError("IMAGE is a file, so --ref must be a file too")
+            scores.unavailable["fid"] = scores.unavailable["kid"] = "compare image sets: pass folders as IMAGE and --ref"
+            score_image(scores, load_image(image), load_image(ref) if ref else None, mask, lpips_net)
+    except MetricInputError as err:
+        raise click.ClickException(str(err)) from err
+    report.update(scores.as_dict())
+    report["conventions"] = CONVENTIONS
+    click.echo(json.dumps(report, indent=2))
