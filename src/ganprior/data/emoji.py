@@ -339,6 +339,10 @@ def _checked(path: Path, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _names(array: np.ndarray) -> tuple[str, ...]:
+    return tuple(str(name) for name in array)
+
+
 def load_emoji_npz(path: str | Path, split: str = "train") -> EmojiImages:
     """One split (``train``, ``test`` or ``all``) of a built ``emoji_{res}.npz``."""
     if split not in (*SPLITS, "all"):
@@ -346,7 +350,7 @@ def load_emoji_npz(path: str | Path, split: str = "train") -> EmojiImages:
     f = _checked(Path(path), ("images", "labels", "vendors", "split", "classes", "vendor_names"))
     sel = np.ones(len(f["labels"]), bool) if split == "all" else f["split"] == SPLITS.index(split)
     return EmojiImages(
-        f["images"][sel], f["labels"][sel], f["vendors"][sel], tuple(f["classes"]), tuple(f["vendor_names"])
+        f["images"][sel], f["labels"][sel], f["vendors"][sel], _names(f["classes"]), _names(f["vendor_names"])
     )
 
 
@@ -357,5 +361,5 @@ def load_emoji_test(resolution: int = 32, path: str | Path | None = None) -> Emo
     path = Path(path) if path is not None else _packaged_asset_path()
     f = _checked(path, (f"images_{resolution}", "labels", "vendors", "classes", "vendor_names"))
     return EmojiImages(
-        f[f"images_{resolution}"], f["labels"], f["vendors"], tuple(f["classes"]), tuple(f["vendor_names"])
+        f[f"images_{resolution}"], f["labels"], f["vendors"], _names(f["classes"]), _names(f["vendor_names"])
     )

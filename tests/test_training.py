@@ -1,0 +1,121 @@
+"""Training code of the embedded prior on a tiny synthetic dataset (CI never trains for real)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ganprior.cli.train import command as train_command
+from ganprior.loading.native import load_native
+from ganprior.training.augment import DiffAugment
+from ganprior.training.checkpoint import CheckpointError, load_checkpoint
+from ganprior.training.losses import discriminator_loss, generator_loss, r1_penalty
+from ganprior.training.loop import TrainConfig, train
+
+TINY = TrainConfig(batch=4, z_dim=16, w_dim=16, mapping_layers=2, g_channel_base=64, g_channel_max=32,
+                   d_channel_base=64, d_channel_max=32, d_mapping_layers=1, r1_interval=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: threading only adds overhead (and contention on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """24 coloured squares on white, 3 classes, in the layout `ganprior data build` writes."""
+    rng = np.random.default_rng(0)
+    images = np.full((24, 8, 8, 3), 255, np.uint8)
+    labels = np.arange(24) % 3
+    for i, k in enumerate(labels):
+        images[i, 2:6, 2:6] = rng.integers(0, 256, 3) // (k + 1)
+    path = tmp_path / "tiny_8.npz"
+    np.savez(path, images=images, labels=labels, vendors=np.zeros(24, np.int64), split=np.zeros(24, np.uint8),
+             classes=np.array(["a", "b", "c"]), vendor_names=np.array(["v"]))
+    return path
+
+
+def _run(npz, out, iters, resume=True):
+    return train(npz, out, TINY, resume=resume, max_iters=iters, log_every=1, sample_every=2, snapshot_every=0)
+
+
+def test_resume_continues_at_the_right_iteration_with_identical_state(tiny_npz, tmp_path):
+    straight = _run(tiny_npz, tmp_path / "straight", 5)
+    _run(tiny_npz, tmp_path / "split", 3)
+    assert load_checkpoint(tmp_path / "split" / "ckpt.pt")["iteration"] == 3
+    resumed = _run(tiny_npz, tmp_path / "split", 5)
+    assert resumed.iteration == straight.iteration == 5
+    for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
+        a, b = straight.state_dict()[name], resumed.state_dict()[name]
+        flat_a, flat_b = torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b)
+        assert len(flat_a) == len(flat_b)
+        assert all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(flat_a, flat_b)), name
+
+    records = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(r[k]) for r in records for k in ("loss_D", "loss_G", "s_per_it"))
+    assert any("r1" in r for r in records)
+    assert (tmp_path / "split" / "samples" / "0000004.png").exists()
+
+    prior = load_native(tmp_path / "split" / "prior.safetensors")
+    assert prior.c_dim == 3 and prior.resolution == 8
+    assert torch.equal(prior.G.state_dict()["synthesis.b8.conv1.weight"],
+                       resumed.G_ema.state_dict()["synthesis.b8.conv1.weight"])
+    assert torch.isfinite(prior.sample(2, classes=1)).all()
+
+
+def test_existing_run_needs_resume_and_foreign_files_are_rejected(tiny_npz, tmp_path):
+    _run(tiny_npz, tmp_path / "run", 1)
+    with pytest.raises(CheckpointError, match="--resume"):
+        _run(tiny_npz, tmp_path / "run", 2, resume=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ckpt.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        _run(tiny_npz, tmp_path / "bad", 2)
+
+
+def test_cli_trains_and_reports_clean_errors(tiny_npz, tmp_path):
+    runner = CliRunner()
+    args = ["--data", str(tiny_npz), "--out", str(tmp_path / "cli"), "--max-iters", "2", "--batch", "4"]
+    result = runner.invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    assert "iteration 2" in result.output
+    again = runner.invoke(train_command, args)
+    assert again.exit_code != 0 and "--resume" in again.output
+    missing = runner.invoke(train_command, ["--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "x")])
+    assert missing.exit_code != 0 and "ganprior data build" in missing.output
+    bad = runner.invoke(train_command, args[:4] + ["--augment", "rotate"])
+    assert bad.exit_code != 0 and "rotate" in bad.output
+
+
+def test_diffaugment_is_differentiable_and_translation_moves_content():
+    x = torch.randn(6, 3, 16, 16, requires_grad=True)
+    y = DiffAugment()(x)
+    y.square().sum().backward()
+    assert y.shape == x.shape and x.grad.abs().sum() > 0
+    dot = torch.full((64, 1, 16, 16), -1.0)
+    dot[:, :, 8, 8] = 1.0
+    moved = DiffAugment("translation", fill=-1.0)(dot)
+    assert ((moved == 1.0).sum(dim=[1, 2, 3]) == 1).all()  # the dot survives, exactly once
+    assert (moved[:, 0, 8, 8] != 1.0).any()  # and is somewhere else in some samples
+    with pytest.raises(ValueError, match="rotate"):
+        DiffAugment("translation,rotate")
+
+
+def test_losses_and_r1_match_closed_forms():
+    zero = torch.zeros(5, 1)
+    assert generator_loss(zero).item() == pytest.approx(np.log(2))
+    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * np.log(2))
+    a = torch.randn(1, 3, 4, 4)
+    penalty, logits = r1_penalty(lambda x, c: (x * a).sum(dim=[1, 2, 3]).unsqueeze(1) * c, torch.randn(2, 3, 4, 4),
+                                 torch.full((2, 1), 2.0))
+    assert logits.shape == (2, 1)
+    assert torch.allclose(penalty, torch.full((2,), 4 * a.square().sum().item()))
