@@ -125,11 +125,20 @@ def test_config_round_trip_is_bit_identical(prior, case):
         assert torch.equal(rebuilt.synthesis(ref["w_psi1"][:1]), prior.synthesis(ref["w_psi1"][:1]))
 
 
-def test_state_dict_keys_are_prefixed_with_G(prior):
+def test_state_dict_keys_are_prefixed_with_G_and_D(prior):
     keys = list(prior.state_dict())
-    assert all(k.startswith("G.") for k in keys)
+    assert all(k.startswith(("G.", "D.")) for k in keys) and any(k.startswith("D.") for k in keys)
     assert "G.synthesis.input.freqs" in keys and "G.mapping.w_avg" in keys
-    assert not prior.has_discriminator
+
+
+def test_attached_stylegan2_discriminator_matches_official(prior, case):
+    _, _, ref = case
+    assert prior.has_discriminator
+    with torch.no_grad():
+        logits = prior.discriminator(ref["img_const_psi1"])
+        features = prior.discriminator_features(ref["img_const_psi1"])
+    assert max_diff(logits, ref["d_logits_img_const_psi1"]) <= ATOL
+    assert [f.shape[-1] for f in features[:-1]] == [32, 16, 8, 4]  # shallow -> deep
 
 
 def test_blocks_are_input_then_layers_in_order(prior):
@@ -158,6 +167,7 @@ def test_fresh_conditional_model_runs_and_backpropagates(config):
     img.square().mean().backward()
     assert ws.grad is not None and ws.grad.abs().sum() > 0
     rebuilt = from_config(json.loads(json.dumps(prior.config())), prior.state_dict())
+    assert not rebuilt.has_discriminator
     with torch.no_grad():
         assert torch.equal(rebuilt.synthesis(ws), prior.synthesis(ws))
 

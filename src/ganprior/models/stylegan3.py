@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ganprior.loading.safe_pickle import PersistentNode, generator_node, state_dict_of
+from ganprior.models import stylegan2
 from ganprior.models.prior import GenerativePrior
 from ganprior.ops.bias_act import bias_act
 from ganprior.ops.filtered_lrelu import filtered_lrelu
@@ -546,7 +547,7 @@ class AliasFreePrior(GenerativePrior):
     def from_config(cls, config: dict, state_dict: dict[str, torch.Tensor]) -> "AliasFreePrior":
         if config.get("family") != cls.family:
             raise IncompatibleNetworkError(f"config is for family {config.get('family')!r}, not {cls.family!r}")
-        prior = cls(config["mapping"], config["synthesis"])
+        prior = cls(**{key: value for key, value in config.items() if key != "family"})
         prior.load_state_dict(state_dict, strict=True)
         return prior.eval().requires_grad_(False)
 
@@ -560,16 +561,35 @@ class AliasFreePrior(GenerativePrior):
 
 
 class StyleGAN3Prior(AliasFreePrior):
-    """A StyleGAN3 (T or R) generator behind the :class:`GenerativePrior` interface.
-
-    Official SG3 pickles carry a StyleGAN2 discriminator; it is not attached here (no discriminator).
-    """
+    """A StyleGAN3 (T or R) generator, plus the StyleGAN2 discriminator official SG3 pickles carry."""
 
     family = "stylegan3"
+
+    def __init__(self, mapping: dict, synthesis: dict, discriminator: dict | None = None) -> None:
+        super().__init__(mapping, synthesis)
+        self.D = stylegan2.Discriminator(**discriminator) if discriminator is not None else None
 
     def w_avg(self, c: torch.Tensor | None = None) -> torch.Tensor:
         n = 1 if c is None else c.shape[0]
         return self.G.mapping.w_avg.unsqueeze(0).expand(n, -1)
+
+    @property
+    def has_discriminator(self) -> bool:
+        return self.D is not None
+
+    def discriminator(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Realness logits ``[N, 1]``."""
+        if self.D is None:
+            raise NotImplementedError("stylegan3 model was loaded without a discriminator")
+        return self.D(img, c if self.c_dim else None)
+
+    def discriminator_features(self, img: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+        if self.D is None:
+            return super().discriminator_features(img, c)
+        return self.D.forward_with_features(img, c if self.c_dim else None)[1]
+
+    def config(self) -> dict:
+        return {**super().config(), "discriminator": self.D.config() if self.D is not None else None}
 
 
 def from_config(config: dict, state_dict: dict[str, torch.Tensor]) -> StyleGAN3Prior:
@@ -578,7 +598,8 @@ def from_config(config: dict, state_dict: dict[str, torch.Tensor]) -> StyleGAN3P
 
 
 def from_official(data: dict) -> StyleGAN3Prior:
-    """Build from :func:`~ganprior.loading.safe_pickle.load_official_pickle` output (uses ``G_ema``)."""
+    """Build from :func:`~ganprior.loading.safe_pickle.load_official_pickle` output: ``G_ema``, and ``D``
+    (an official StyleGAN2 discriminator, ``models.stylegan2``) when the pickle stores one."""
     G = generator_node(data)
     mapping, synthesis = G.children.get("mapping"), G.children.get("synthesis")
     if not isinstance(mapping, PersistentNode) or not isinstance(synthesis, PersistentNode) \
@@ -586,4 +607,8 @@ def from_official(data: dict) -> StyleGAN3Prior:
         raise IncompatibleNetworkError(f"{G.class_name} is not a StyleGAN3 generator (no synthesis.input layer)")
     if "embed_proj" in mapping.children or "head_layer_names" in G.state:
         raise IncompatibleNetworkError("this is a StyleGAN-XL generator; load it with ganprior.models.stylegan_xl")
-    return StyleGAN3Prior.from_generator_node(G)
+    prior = StyleGAN3Prior.from_generator_node(G)
+    d_node = data.get("D")
+    if isinstance(d_node, PersistentNode) and d_node.class_name == "Discriminator":
+        prior.D = stylegan2.discriminator_from_official(d_node).requires_grad_(False)
+    return prior
