@@ -1,5 +1,5 @@
 """Restoration methods sharing one loop and one result type (``base.py``); importing this package
-registers CRI and the baselines (W, W+, PTI, PULSE)."""
+registers CRI, DGP and the baselines (W, W+, PTI, PULSE)."""
 
 from ganprior.methods.base import (
     Method,
@@ -10,7 +10,7 @@ from ganprior.methods.base import (
     get_method_class,
     register_method,
 )
-from ganprior.methods import cri, projection, pti, pulse  # noqa: F401  (registration)
+from ganprior.methods import cri, dgp, projection, pti, pulse  # noqa: F401  (registration)
 from ganprior.methods.presets import PRESETS, cap_steps, preset_options
 
 __all__ = [

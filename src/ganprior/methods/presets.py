@@ -7,7 +7,10 @@
     λ1 = 10, λ2 = 0.5; super-resolution λ1 = 100, λ2 = 0.5. Composed tasks use the inpainting weights
     when they contain inpainting, otherwise colorization's only when colorization is all there is;
     other tasks (denoise, deblur, jpeg) use the SR weights. Stage 2 reuses λ1 for its L2 term.
+``code`` is the official code's values where they differ from its paper (DGP's scripts; methods
+with one set of official values treat it as ``paper``).
 ``fast`` trades quality for time (a few hundred steps, fewer samples in the centroid bank).
+DGP's schedules (paper tables 6-11 / scripts) live in ``dgp_presets.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-PRESETS = ("paper", "fast")
+PRESETS = ("paper", "code", "fast")
 
 _FAMILY_STEPS = {"stylegan_xl": (1000, 350), "biggan": (1000, 350), "stylegan2": (500, 20), "stylegan3": (500, 20)}
 
@@ -56,6 +59,10 @@ def preset_options(method: str, preset: str = "paper", task: str | None = None, 
     """Options a preset sets for ``method`` (the method's defaults fill in the rest)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if method == "dgp":
+        from ganprior.methods.dgp_presets import preset_options as dgp_preset_options
+
+        return dgp_preset_options(preset, task)
     options: dict[str, Any] = {}
     if method == "cri":
         options.update(_cri_weights(task))

@@ -1,0 +1,366 @@
+"""DGP, Deep Generative Prior (Pan et al., ECCV 2020 / TPAMI): discriminator-guided progressive
+reconstruction.
+
+1. Start: the best of ``select_num`` random latents (z ~ N(0, select_std²), the class sampled with it
+   when none is given) under the discriminator-feature distance to the observation, scored in chunks.
+2. Progressive fine-tuning: stages that tune the latent and the leading ``tuned_groups`` generator
+   groups (``prior.blocks()``, shallow to deep), each stage with its own iterations, loss weights and
+   learning rates (``dgp_presets.py``: the paper's tables 6-11 or the official scripts' values).
+   Generator BN keeps its stored statistics (eval mode); BigGAN's BN->IN swap is a per-stage switch.
+3. Loss on degraded images: ``d_weight·Σ_i mean|D_i(A(G(z))) − D_i(y)|`` over the last ``d_features``
+   discriminator features (Eq. 3) ``+ mse_weight·MSE(A(G(z)), y) + latent_weight·mean((w − w_avg)²)/2``.
+
+The same code runs on any prior with ordered ``blocks()`` and a discriminator (BigGAN, StyleGAN2); for
+BigGAN the latent is z, for StyleGAN it is W+ started from the mapped candidate. Every choice where
+the paper and the official code disagree is recorded in ``docs/dgp_decisions.md`` (numbers below refer
+to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ganprior.methods.base import Method, Result, RunRecorder, register_method
+from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
+from ganprior.methods.pti import generator_delta
+from ganprior.models.prior import GenerativePrior
+
+#: DGP's Adam (decision 11): no first moment, eps 1e-8
+ADAM_BETAS = (0.0, 0.999)
+ADAM_EPS = 1e-8
+
+
+class DGPError(ValueError):
+    """DGP cannot run with this model or these options (no discriminator, IN on a non-BigGAN, ...)."""
+
+
+# ----- loss ----------------------------------------------------------------------------------------
+def _discriminator_features(prior: GenerativePrior, img: torch.Tensor) -> list[torch.Tensor]:
+    """Features with no class (DGP calls D without y; the class only enters the logit)."""
+    c = torch.zeros(img.shape[0], prior.c_dim, device=img.device) if prior.c_dim else None
+    return prior.discriminator_features(img, c)
+
+
+class DGPLoss:
+    """Discriminator-feature L1 (Eq. 3) and MSE between the degraded generator output and the observation.
+
+    Both images go through the same operator ``degradation`` (decision 7) and are multiplied by ``weight``
+    (0 = padding / never observed, e.g. inpainting holes, as DGP's mask zeroes both). The discriminator
+    sees them at the generator resolution: smaller observations (SR) are bilinearly upsampled first, as
+    DGP compares images. The MSE is measured in observation space, normalised by the observed area.
+    """
+
+    def __init__(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
+                 weight: torch.Tensor | None = None) -> None:
+        self.prior, self.degradation, self.weight = prior, degradation, weight
+        self.target = self._masked(observation)
+        self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
+        with torch.no_grad():
+            self.target_features = [f.detach() for f in _discriminator_features(prior, self._d_input(self.target))]
+
+    def _masked(self, img: torch.Tensor) -> torch.Tensor:
+        img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img
+        return img if self.weight is None else img * self.weight
+
+    def _d_input(self, img: torch.Tensor) -> torch.Tensor:
+        size = (self.prior.resolution, self.prior.resolution)
+        if tuple(img.shape[-2:]) != size:
+            img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+        return img
+
+    def terms(self, img: torch.Tensor, d_features: int | None = None, with_d: bool = True) -> dict[str, torch.Tensor]:
+        """Per-sample ``{'d_features': [N], 'mse': [N]}`` for generator images ``img`` ``[N, 3, R, R]``."""
+        degraded = self._masked(self.degradation(img))
+        out = {"mse": (degraded - self.target).square().flatten(1).mean(1) / self._area}
+        if with_d:
+            fake = _discriminator_features(self.prior, self._d_input(degraded))
+            k = len(fake) if d_features is None else min(int(d_features), len(fake))
+            out["d_features"] = sum((f - t).abs().flatten(1).mean(1)
+                                    for f, t in zip(fake[-k:], self.target_features[-k:]))
+        return out
+
+
+# ----- 1. latent (and class) selection --------------------------------------------------------------
+@dataclass
+class Selection:
+    latent: torch.Tensor  # [1, num_ws, w_dim]
+    class_index: int | None
+    score: float
+    class_sampled: bool
+
+
+@torch.no_grad()
+def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | None, n: int, std: float,
+                  d_features: int | None = 3, chunk: int = 8, seed: int = 0) -> Selection:
+    """Best of ``n`` candidates ``mapping(std·ε, c)`` under the feature distance (last ``d_features``).
+
+    All draws come from one CPU generator seeded with ``seed`` (z first, then the classes), so the
+    result does not depend on ``chunk`` or the device. ``n = 0`` starts at the mean latent.
+    """
+    conditional = prior.c_dim > 0
+    sample_class = conditional and class_index is None
+    g = torch.Generator().manual_seed(seed)
+    z = std * torch.randn(max(n, 1), prior.z_dim, generator=g) if n > 0 else torch.zeros(1, prior.z_dim)
+    classes = (torch.randint(prior.c_dim, (len(z),), generator=g) if sample_class
+               else torch.full((len(z),), 0 if class_index is None else int(class_index)))
+    scores = []
+    for start in range(0, len(z), max(1, chunk)):
+        zz, cls = z[start:start + chunk].to(prior.device), classes[start:start + chunk]
+        c = prior.class_matrix(cls, len(zz)) if conditional else torch.zeros(len(zz), 0, device=prior.device)
+        img = prior.synthesis(prior.mapping(zz, c), c)
+        scores.append(loss.terms(img, d_features)["d_features"].float().cpu())
+    scores_t = torch.cat(scores)
+    best = int(scores_t.argmin())
+    cls = int(classes[best]) if conditional else None
+    c = prior.class_matrix(cls, 1) if conditional else torch.zeros(1, 0, device=prior.device)
+    latent = prior.mapping(z[best:best + 1].to(prior.device), c)
+    return Selection(latent.detach(), cls, float(scores_t[best]), sample_class)
+
+
+# ----- 2. progressive fine-tuning --------------------------------------------------------------------
+def parameter_groups(prior: GenerativePrior, update_embed: bool = False) -> list[list[nn.Parameter]]:
+    """Trainable parameters of each ``prior.blocks()`` group (BigGAN adds its class embedding to group 0)."""
+    if hasattr(prior, "parameter_groups"):
+        groups = prior.parameter_groups(update_embed)
+    elif update_embed:
+        raise DGPError(f"update_embed (tuning the class embedding) needs a BigGAN prior, not {prior.family}")
+    else:
+        groups = [list(block.parameters()) for block in prior.blocks()]
+    return [[p for p in group if p.requires_grad] for group in groups]
+
+
+@contextlib.contextmanager
+def frozen_discriminator(prior: GenerativePrior) -> Iterator[None]:
+    """D is a fixed feature extractor: no gradients into it while DGP runs; flags restored after."""
+    d = getattr(prior, "D", None)
+    params = list(d.parameters()) if isinstance(d, nn.Module) else []
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def tunable_copy(prior: GenerativePrior) -> GenerativePrior:
+    """A copy whose generator can be tuned; the discriminator (never tuned) is shared, not copied."""
+    d = getattr(prior, "D", None)
+    return copy.deepcopy(prior, {id(d): d} if d is not None else {})
+
+
+def set_instance_norm(prior: GenerativePrior, enabled: bool, initialized: bool = False) -> None:
+    """Switch BigGAN's BN->IN swap; ``initialized`` marks IN affine values already set (from a delta)."""
+    if not hasattr(prior, "use_instance_norm"):
+        if enabled:
+            raise DGPError(f"the BN->IN swap is a BigGAN feature; {prior.family} has no batch norm to swap")
+        return
+    prior.use_instance_norm(enabled)
+    if initialized:
+        for group in prior.G.blocks:  # the flag DGP's lazy IN initialisation checks
+            group[0].in_initialized = True
+
+
+@dataclass
+class _Outcome:
+    latent: torch.Tensor
+    early_stop: dict[str, Any] | None
+
+
+def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, loss: DGPLoss, stages: list[Stage],
+              recorder: RunRecorder, latent_weight: float, update_embed: bool = False,
+              frozen_adam_state: bool = False, early_stop_mse: float = 0.0) -> _Outcome:
+    """Run the stages on ``tuned`` (modified in place) from ``latent``; returns the final latent.
+
+    One Adam for the whole image (fresh per image, decision 1) with one param group per generator group;
+    groups outside a stage get lr 0. With ``frozen_adam_state`` they still receive gradients, so Adam's
+    second moments accumulate as in the official code (decision 2); otherwise they get no gradient.
+    Either way their values stay bit-identical. A non-finite loss stops the run and restores the best
+    state of the current stage; the MSE early stop (``[-1, 1]`` scale) ends the whole run (decision 10).
+    """
+    groups = parameter_groups(tuned, update_embed)  # before freezing: keeps the IN affine params out
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    latent = latent.detach().clone().requires_grad_(True)
+    w_avg = tuned.w_avg(c)[:, None, :].to(latent)
+    optimizer = torch.optim.Adam([{"params": [latent], "depth": None}]
+                                 + [{"params": g, "depth": i} for i, g in enumerate(groups) if g],
+                                 lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS)
+    total = sum(s.iterations for s in stages)
+    bar = tqdm(total=total, desc="dgp", disable=not recorder.progress, leave=False)
+    step_no, early = 0, None
+    if hasattr(tuned, "reset_instance_norm"):
+        tuned.reset_instance_norm()
+    for s, stage in enumerate(stages):
+        n_tuned = len(groups) if stage.tuned_groups is None else min(int(stage.tuned_groups), len(groups))
+        live = [latent]
+        optimizer.param_groups[0]["lr"] = stage.z_lr
+        for i, group in enumerate(groups):
+            trained = i < n_tuned
+            for p in group:
+                p.requires_grad_(trained or frozen_adam_state)
+            if trained:
+                live += group
+        for pg in optimizer.param_groups[1:]:
+            depth = pg["depth"]
+            pg["lr"] = stage.g_lr * stage.lr_ratio**depth if depth < n_tuned else 0.0
+        set_instance_norm(tuned, stage.instance_norm)
+        best_loss, best = math.inf, [p.detach().clone() for p in live]
+        with recorder.timed(f"stage{s + 1}"):
+            for i in range(stage.iterations):
+                img = tuned.synthesis(latent, c)
+                terms = loss.terms(img, stage.d_features, with_d=stage.d_weight != 0)
+                prior_term = (latent - w_avg).square().mean() / 2
+                total_loss = stage.mse_weight * terms["mse"].sum() + latent_weight * prior_term
+                if "d_features" in terms:
+                    total_loss = total_loss + stage.d_weight * terms["d_features"].sum()
+                value = float(total_loss.detach())
+                if not math.isfinite(value):
+                    with torch.no_grad():
+                        torch._foreach_copy_(live, best)
+                    recorder.stopped = (f"non-finite loss ({value}) at stage {s + 1} step {i}: stopped and kept "
+                                        f"the best state of that stage (loss {best_loss:.6g})")
+                    bar.close()
+                    return _Outcome(latent.detach(), early)
+                if value < best_loss:
+                    best_loss = value
+                    with torch.no_grad():
+                        torch._foreach_copy_(best, [p.detach() for p in live])
+                logged = {k: float(v.detach().sum()) for k, v in terms.items()}
+                recorder.losses.append({"stage": f"stage{s + 1}", "step": i, "loss": value, **logged,
+                                        "latent_prior": float(prior_term.detach())})
+                if recorder.frame_every and step_no % recorder.frame_every == 0:
+                    recorder.frames.append(img.detach()[:1].cpu())
+                if early_stop_mse > 0 and logged["mse"] < early_stop_mse:
+                    early = {"stage": s + 1, "step": i, "mse": logged["mse"], "threshold": early_stop_mse}
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                total_loss.backward()
+                optimizer.step()
+                step_no += 1
+                bar.update(1)
+                bar.set_postfix(stage=s + 1, loss=f"{value:.4g}")
+        if early is not None:
+            break
+    bar.close()
+    return _Outcome(latent.detach(), early)
+
+
+# ----- the method ----------------------------------------------------------------------------------------
+@register_method
+class DGP(Method):
+    """Deep Generative Prior. Options left at ``None`` come from the (``table``, ``schedule``) preset."""
+
+    name = "dgp"
+    defaults: dict[str, Any] = {
+        "table": "paper",  # paper | code | fast  (set by --preset)
+        "schedule": "reconstruct",  # set from the task; colorize | inpaint | sr-mse | sr-d | hybrid | ...
+        **{name: None for name in STAGE_OPTIONS},  # per-stage lists overriding the schedule
+        "max_stage_steps": 100_000,  # caps every stage's iterations (the CLI's --steps); see __init__
+        "select_num": None,
+        "select_std": None,
+        "select_features": 3,  # last k D features for the selection (the code's choice, decision 6)
+        "select_chunk": 8,
+        "latent_weight": None,
+        "update_embed": None,
+        "frozen_adam_state": None,  # None: True for the code table, False otherwise (decision 2)
+        "early_stop_mse": 0.0,  # > 0 with the reconstruct schedule = adversarial-defence mode
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Report the effective cap (the longest stage), so generic "*_steps" bookkeeping (the API's
+        # video-frame spacing) sees a real number of steps.
+        self.options["max_stage_steps"] = max((st.iterations for st in self.plan()[1]), default=0)
+
+    def plan(self) -> tuple[str, list[Stage], dict[str, Any]]:
+        """``(schedule name, stages, settings)`` after applying every option to the preset's table."""
+        o = self.options
+        schedule = o["schedule"]
+        if schedule == "reconstruct" and o["early_stop_mse"] > 0:
+            schedule = "defence"  # Table 10: MSE-only reconstruction stopped at the threshold
+        try:
+            base = resolve_schedule(o["table"], schedule)
+        except ScheduleError as exc:
+            raise DGPError(str(exc)) from None
+        stages: list[Stage] = base["stages"]
+        given = {name: o[name] for name in STAGE_OPTIONS if o[name] is not None}
+        n = len(given.get("stage_iterations", stages))
+        for name, values in given.items():
+            if not isinstance(values, (list, tuple)) or len(values) != n:
+                raise DGPError(f"{name} must be a list with one value per stage ({n} stages), got {values!r}")
+        if n != len(stages):
+            missing = sorted(set(STAGE_OPTIONS) - set(given))
+            if missing:
+                raise DGPError(f"{n} stages given but schedule {schedule!r} has {len(stages)}: "
+                               f"also give {', '.join(missing)}")
+            stages = [Stage(**{field: 0 for field in STAGE_OPTIONS.values()})] * n
+        stages = [replace(st, **{STAGE_OPTIONS[k]: v[i] for k, v in given.items()}) for i, st in enumerate(stages)]
+        if o["max_stage_steps"] is not None:
+            stages = [replace(st, iterations=min(st.iterations, int(o["max_stage_steps"]))) for st in stages]
+        for st in stages:
+            if st.iterations < 0 or (st.tuned_groups is not None and st.tuned_groups < 0):
+                raise DGPError(f"stage iterations and tuned groups must be >= 0, got {st}")
+        settings = {key: (o[key] if o[key] is not None else base[key])
+                    for key in ("select_num", "select_std", "latent_weight", "update_embed")}
+        settings["frozen_adam_state"] = (o["table"] == "code") if o["frozen_adam_state"] is None \
+            else bool(o["frozen_adam_state"])
+        return schedule, stages, settings
+
+    def total_steps(self) -> int:
+        """Optimisation steps of one run (the API spaces video frames with it)."""
+        return sum(st.iterations for st in self.plan()[1])
+
+    def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
+            frame_every=0) -> Result:
+        if not prior.has_discriminator:
+            raise DGPError(f"DGP needs the GAN's discriminator (feature loss and latent selection); this "
+                           f"{prior.family} model has none. Load the checkpoint with its D (BigGAN: D_<name>.pth "
+                           "next to G_ema_<name>.pth; StyleGAN2: a training snapshot pickle)")
+        schedule, stages, settings = self.plan()
+        if any(st.instance_norm for st in stages) and not hasattr(prior, "use_instance_norm"):
+            raise DGPError(f"schedule {schedule!r} swaps BN for IN, which only BigGAN has; pass "
+                           f"stage_instance_norm=[false, ...] or another schedule for a {prior.family} model")
+        torch.manual_seed(seed)
+        recorder = RunRecorder(progress, frame_every)
+        with frozen_discriminator(prior):
+            loss = DGPLoss(prior, degradation, observation, weight)
+            with recorder.timed("selection"):
+                sel = select_latent(prior, loss, class_index, int(settings["select_num"]),
+                                    float(settings["select_std"]), self.options["select_features"],
+                                    int(self.options["select_chunk"]), seed)
+            c = prior.class_matrix(sel.class_index, 1) if prior.c_dim else torch.zeros(1, 0, device=prior.device)
+            tuned = tunable_copy(prior)
+            with torch.enable_grad():
+                outcome = fine_tune(tuned, sel.latent, c, loss, stages, recorder, float(settings["latent_weight"]),
+                                    bool(settings["update_embed"]), settings["frozen_adam_state"],
+                                    float(self.options["early_stop_mse"]))
+            for p in tuned.parameters():
+                p.requires_grad_(False)
+            with torch.no_grad():
+                image = tuned.synthesis(outcome.latent, c).clamp(-1, 1)
+                delta = generator_delta(prior, tuned)
+        extras = {
+            "schedule": schedule,
+            "stages": [vars(st) for st in stages],
+            "settings": settings,
+            "selection": {"candidates": int(settings["select_num"]), "std": settings["select_std"],
+                          "score": sel.score, "class_sampled": sel.class_sampled},
+            "instance_norm": bool(getattr(tuned, "instance_norm", False)),
+            "early_stop": outcome.early_stop,
+        }
+        result = Result(method=self.name, image=image, latent=outcome.latent, class_index=sel.class_index,
+                        class_score=sel.score if sel.class_sampled else None,
+                        class_source=("dgp-selection" if sel.class_sampled else "given") if prior.c_dim else None,
+                        generator_delta=delta, options=dict(self.options), extras=extras)
+        return recorder.fill(result)
