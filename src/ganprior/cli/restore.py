@@ -13,6 +13,7 @@ import click
 from tqdm.auto import tqdm
 
 from ganprior.methods import PRESETS, available_methods
+from ganprior.methods.dgp_presets import SCHEDULES
 
 def _per_image_errors() -> tuple[type[Exception], ...]:
     """Errors that concern one image only (the rest of the batch still runs)."""
@@ -45,9 +46,17 @@ def _per_image_errors() -> tuple[type[Exception], ...]:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--video", is_flag=True, help="Also save the optimisation as a GIF.")
 @click.option("--overwrite", is_flag=True, help="Redo images whose output already exists.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="DGP only: fine-tuning schedule (default: the task's; e.g. sr-mse for the PSNR-biased SR table).")
+@click.option("--early-stop-mse", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="DGP only: stop once the MSE to the observation ([-1, 1] scale) is below this; with "
+                   "--task reconstruct this is the adversarial-defence mode (paper Table 10).")
 def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
-            preset, perceptual, fit, device, video, overwrite) -> None:
+            preset, perceptual, fit, device, video, overwrite, schedule, early_stop_mse) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
+    dgp_options = {k: v for k, v in (("schedule", schedule), ("early_stop_mse", early_stop_mse)) if v is not None}
+    if dgp_options and method != "dgp":
+        raise click.UsageError("--schedule and --early-stop-mse only apply to --method dgp")
     from ganprior.api import restore
     from ganprior.loading import LOAD_ERRORS, load_model
     from ganprior.results import is_finished
@@ -69,7 +78,7 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
         try:
             result = restore(path, task=task, method=method, model=prior, mask=mask, mask_hole_value=mask_hole_value,
                              scale=scale, class_index=class_index, seed=seed, steps=steps, preset=preset,
-                             perceptual=perceptual, fit=fit, progress=True, video=video)
+                             perceptual=perceptual, fit=fit, progress=True, video=video, options=dgp_options)
         except per_image as exc:
             failures += 1
             click.echo(f"error: {path}: {exc}", err=True)
