@@ -1,0 +1,96 @@
+"""``ganprior bench``: run methods × tasks × images and write results.json, table.md, per_image.csv
+and contact sheets into ``--out``. Re-running the same command resumes: finished cells are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ganprior.methods import PRESETS
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise click.BadParameter("give at least one comma-separated name")
+    return items
+
+
+def _print_protocols() -> None:
+    from ganprior.bench import list_protocols, render_paper_tables
+
+    for p in list_protocols():
+        click.echo(f"{p.name}\n  {p.title}\n  paper: {p.paper}\n  model: {p.model} at {p.resolution} px; "
+                   f"test set: {p.test_set}\n  tasks: {', '.join(t.name for t in p.tasks)}; "
+                   f"methods: {', '.join(p.methods)}; preset: {p.preset}")
+        for note in p.notes:
+            click.echo(f"  - {note}")
+        click.echo("")
+        click.echo(render_paper_tables(p))
+
+
+@click.command("bench")
+@click.option("--methods", default=None, help="Comma-separated methods (cri,pti,wplus,w,pulse,dgp); default: the "
+                                              "protocol's, else cri.")
+@click.option("--tasks", default=None, help="Comma-separated tasks (colorize,inpaint,sr4, or '+' mixes such as "
+                                            "sr2+colorize); default: the protocol's, else colorize,inpaint,sr4.")
+@click.option("--images", default=None, help="Folder of images, list file ('path [label]' per line) or emoji-test "
+                                             "(default).")
+@click.option("--images-root", default=None, type=click.Path(file_okay=False),
+              help="Folder that relative paths of a list file start from (default: the list file's folder).")
+@click.option("--model", default=None, help="Model name or checkpoint (default: the protocol's, else the embedded model).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the degraded inputs and every method.")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every optimisation stage (quick runs).")
+@click.option("--preset", type=click.Choice(PRESETS), default=None,
+              help="Method presets (default: the protocol's 'paper', else 'fast').")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"),
+              show_default=True, help="Output folder; re-running with the same folder resumes.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first K images.")
+@click.option("--protocol", default=None, help="A paper protocol preset (see --list-protocols).")
+@click.option("--list-protocols", is_flag=True, help="List the paper protocols with the papers' numbers and exit.")
+@click.option("--mask", default="center", show_default=True, help="Hole of inpainting tasks given with --tasks "
+                                                                  "(center, box:x0,y0,x1,y1, strokes, ...).")
+@click.option("--perceptual", default=None, help="Perceptual distance the methods use (default: each method's).")
+@click.option("--no-baselines", is_flag=True, help="Skip the classical baselines (input, bicubic, Telea).")
+@click.option("--no-labels", is_flag=True, help="Ignore the images' class labels (methods then estimate the class).")
+@click.option("--fid-min", type=click.IntRange(min=2), default=50, show_default=True,
+              help="Compute FID/KID only for sets of at least this many images.")
+@click.option("--fid-reference", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Folder of reference images for FID/KID (default: the clean test images).")
+@click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default=None,
+              help="LPIPS backbone (default: alex).")
+@click.option("--device", default="cpu", show_default=True)
+def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
+            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device) -> None:
+    """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
+    if list_protocols:
+        _print_protocols()
+        return
+    from ganprior.bench import (BenchConfig, BenchError, ImageSourceError, MeasureError, ProtocolError, TaskSpec,
+                                run_benchmark)
+
+    task_names = _split(tasks)
+    overrides = dict(
+        methods=_split(methods), images=images, images_root=images_root, model=model, seed=seed, steps=steps,
+        preset=preset, out=str(out_dir), limit=limit, perceptual=perceptual, baselines=not no_baselines,
+        use_labels=not no_labels, fid_min_images=fid_min, fid_reference=fid_reference, lpips_net=lpips_net,
+        device=device, tasks=tuple(TaskSpec.from_string(t, mask) for t in task_names) if task_names else None)
+    try:
+        if protocol:
+            config = BenchConfig.from_protocol(protocol, **overrides)
+        else:
+            defaults = dict(methods=("cri",), tasks=tuple(TaskSpec.from_string(t, mask)
+                                                         for t in ("colorize", "inpaint", "sr4")),
+                            images="emoji-test", preset="fast")
+            config = BenchConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
+        results = run_benchmark(config)
+    except (BenchError, ImageSourceError, MeasureError, ProtocolError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo((out_dir / "table.md").read_text())  # includes "paper vs ours" for a protocol
+    costs = ", ".join(f"{c} {s:.2f} s" for c, s in results["seconds_per_cell"].items() if s is not None)
+    click.echo(f"mean seconds per cell: {costs}")
+    click.echo(f"wrote {out_dir}/results.json, table.md, per_image.csv, sheets/")

@@ -1,0 +1,214 @@
+"""The benchmark harness: runs, survives an interruption without recomputing anything, reports
+tables that mark the right winner, and its paper protocols point at real models, tasks and numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import ganprior.api
+from ganprior.bench import (PROTOCOLS, BenchConfig, BenchError, Cell, ImageSourceError, TaskSpec, best_columns,
+                            load_images, render_table, run_benchmark)
+from ganprior.bench.baselines import run_baseline
+from ganprior.bench.runner import _validate, make_degraded
+from ganprior.bench.table import paper_comparison
+from ganprior.cli.main import cli
+from ganprior.degradations import parse_task
+from ganprior.images import save_image
+from ganprior.loading.registry import REGISTRY
+from test_methods import tiny_prior
+
+TASKS = tuple(TaskSpec.from_string(t) for t in ("colorize", "inpaint", "sr4"))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANPRIOR_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return tiny_prior()
+
+
+def _config(out, **changes) -> BenchConfig:
+    base = dict(methods=("cri", "wplus"), tasks=TASKS, images="emoji-test", limit=2, steps=2, perceptual="mse",
+                out=str(out), fid_min_images=50)
+    return BenchConfig(**{**base, **changes})
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_without_recomputing_and_matches_a_fresh_run(prior, tmp_path, monkeypatch):
+    restore_calls = []
+    real_restore = ganprior.api.restore
+
+    def counting_restore(*args, **kwargs):
+        restore_calls.append(kwargs["method"])
+        return real_restore(*args, **kwargs)
+
+    monkeypatch.setattr(ganprior.api, "restore", counting_restore)
+    first: list[Cell] = []
+
+    def stop_after_five(cell: Cell) -> None:
+        first.append(cell)
+        if len(first) == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_benchmark(_config(tmp_path / "a"), prior=prior, model_label="tiny", progress=False,
+                      after_cell=stop_after_five)
+    calls_before = len(restore_calls)
+    second: list[Cell] = []
+    results = run_benchmark(_config(tmp_path / "a"), prior=prior, model_label="tiny", progress=False,
+                            after_cell=second.append)
+
+    # 2 images x (2 methods + input baseline + telea for inpaint + bicubic for sr4) = 2 x (3 + 4 + 4) = 22 cells
+    assert len(results["rows"]) == 22
+    assert not set(first) & set(second), "a finished cell was computed again"
+    assert len(first) + len(second) == 22
+    assert len(restore_calls) == 12 and calls_before == sum(c.column in ("cri", "wplus") for c in first)
+
+    fresh = run_benchmark(_config(tmp_path / "b"), prior=prior, model_label="tiny", progress=False)
+    assert (tmp_path / "a" / "table.md").read_text() == (tmp_path / "b" / "table.md").read_text()
+    assert [r["values"] for r in results["rows"]] == [r["values"] for r in fresh["rows"]]
+
+    out = tmp_path / "a"
+    stored = json.loads((out / "results.json").read_text())  # strict JSON (no NaN/Infinity)
+    assert stored["seed"] == 0 and stored["versions"]["torch"] == torch.__version__
+    cri_psnr = stored["aggregates"]["inpaint"]["cri"]["psnr_hole"]
+    assert cri_psnr["n"] == 2 and cri_psnr["mean"] is not None and cri_psnr["std"] >= 0
+    assert "50 images" in stored["unavailable"]["sr4"]["fid"]  # too few images: a reason, not a number
+    with open(out / "per_image.csv") as f:
+        assert len(list(csv.DictReader(f))) == 22
+    for task in ("colorize", "inpaint", "sr4"):
+        assert (out / "sheets" / f"{task}-01.png").is_file()
+    assert "| colorize | PSNR ↑ |" in (out / "table.md").read_text()
+
+    # a changed setting (steps) recomputes the methods but keeps the baselines
+    recomputed: list[Cell] = []
+    run_benchmark(_config(out, steps=3), prior=prior, model_label="tiny", progress=False,
+                  after_cell=recomputed.append)
+    assert {c.column for c in recomputed} == {"cri", "wplus"} and len(recomputed) == 12
+
+
+def _synthetic_results(psnr: dict, lpips: dict) -> dict:
+    columns = list(psnr)
+    return {
+        "tasks": [{"name": "sr4", "measures": ["psnr", "lpips"]}],
+        "columns": {"sr4": columns},
+        "aggregates": {"sr4": {c: {"psnr": {"mean": psnr[c]}, "lpips": {"mean": lpips[c]}} for c in columns}},
+        "unavailable": {"sr4": {"lpips": "backbone weights not present"}},
+    }
+
+
+def _cells(table: str, measure: str) -> list[str]:
+    line = next(l for l in table.splitlines() if f"| {measure}" in l)
+    return [c.strip() for c in line.strip("|").split("|")][2:]
+
+
+def test_table_bolds_the_best_value_per_row_in_the_right_direction():
+    table = render_table(_synthetic_results(psnr={"bicubic": 20.0, "cri": 23.456, "pti": 22.0},
+                                            lpips={"bicubic": 0.30, "cri": 0.25, "pti": None}))
+    assert _cells(table, "PSNR ↑") == ["20.00", "**23.46**", "22.00"]  # higher is better
+    assert _cells(table, "LPIPS ↓") == ["0.3000", "**0.2500**", "n/a[^1]"]  # lower is better; n/a never wins
+    assert "[^1]: LPIPS: backbone weights not present" in table
+    assert best_columns({"a": 1.0, "b": 1.0, "c": 2.0}, higher_is_better=False) == {"a", "b"}  # ties
+    assert best_columns({"a": None}, higher_is_better=True) == set()
+
+
+def test_paper_comparison_converts_units_and_matches_columns():
+    protocol = PROTOCOLS["dgp-imagenet-biggan128"]
+    results = {"aggregates": {"inpaint": {"dgp": {"ssim_hole": {"mean": 0.5}, "psnr_hole": {"mean": 17.0}}},
+                              "sr4": {"dgp-mse": {"psnr": {"mean": 23.0}}}}}
+    rows = {(r["table"], r["measure"], r["method"]): r for r in paper_comparison(results, protocol)}
+    ssim = rows[("DGP Table 2", "ssim_hole", "dgp")]
+    assert ssim["paper"] == pytest.approx(0.4589) and ssim["delta"] == pytest.approx(0.5 - 0.4589)
+    assert rows[("DGP Table 3", "psnr", "dgp-mse")]["paper"] == pytest.approx(23.30)
+    assert ("DGP Table 2", "psnr_hole", "DIP") not in rows  # methods we did not run are not compared
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_protocols_reference_existing_models_tasks_and_methods(name):
+    protocol = PROTOCOLS[name]
+    spec = REGISTRY[protocol.model]
+    assert spec.resolution == protocol.resolution
+    config = BenchConfig.from_protocol(name, steps=5)
+    assert config.steps == 5 and config.preset == "paper" and config.model == protocol.model
+    _validate(config)  # methods registered (or variants of registered ones), tasks parse, measures known
+    for task in protocol.tasks:
+        degradation = parse_task(task.task, mask=task.mask, image_size=(protocol.resolution,) * 2,
+                                 sr_kernel=task.sr_kernel)
+        assert degradation.observed_size((protocol.resolution,) * 2)[0] >= 8
+    ran = {t.name for t in protocol.tasks}
+    assert any(task in ran for table in protocol.tables for task in table.values)
+
+
+def _printed(value: float, row: dict) -> str:
+    digits = max(len(repr(v).partition(".")[2]) for v in row.values())
+    return f"{value:.{digits}f}"
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_paper_numbers_appear_in_the_paper_text(name, official_dir):
+    paper_file = {"cri": "cri-aaai2023.txt", "dgp": "dgp-eccv2020-tpami.txt"}[name.split("-")[0]]
+    text = (official_dir.parents[1] / "papers" / paper_file).read_text()
+    numbers = set(re.findall(r"\d+\.\d+", text))
+    for table in PROTOCOLS[name].tables:
+        assert table.ref.split()[-1] in text  # "Table N"
+        for by_measure in table.values.values():
+            for row in by_measure.values():
+                missing = [v for v in row.values() if _printed(v, row) not in numbers]
+                assert not missing, f"{table.ref}: {missing} not in {paper_file}"
+
+
+def test_image_sources_folder_list_and_errors(tmp_path):
+    img = torch.linspace(-1, 1, 3 * 40 * 60).reshape(1, 3, 40, 60)
+    for stem in ("b", "a"):
+        save_image(img, tmp_path / "imgs" / f"{stem}.png")
+    images = load_images(tmp_path / "imgs", 32)
+    assert [i.id for i in images] == ["a", "b"] and images[0].clean.shape == (1, 3, 32, 32)
+    assert images[0].label is None
+    (tmp_path / "list.txt").write_text("# DGP style\nimgs/a.png 7\nimgs/b.png\n")
+    listed = load_images(tmp_path / "list.txt", 16, limit=2)
+    assert [(i.id, i.label) for i in listed] == [("a", 7), ("b", None)]
+    (tmp_path / "bad.txt").write_text("imgs/a.png seven\n")
+    with pytest.raises(ImageSourceError, match="integer label"):
+        load_images(tmp_path / "bad.txt", 16)
+    with pytest.raises(ImageSourceError, match="neither a folder"):
+        load_images(tmp_path / "nope", 16)
+    emoji = load_images("emoji-test", 32, limit=3)
+    assert len(emoji) == 3 and all(i.label is not None for i in emoji)
+
+
+def test_degraded_inputs_are_seeded_and_telea_fills_the_hole(tmp_path):
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    clean = torch.stack([x, y, x * y]).unsqueeze(0) * 0.8
+    spec = TaskSpec("inpaint", "inpaint", mask="random-box")
+    a, b = make_degraded(spec, clean, 3), make_degraded(spec, clean, 3)
+    assert torch.equal(a.observation, b.observation) and a.hole is not None
+    assert not torch.equal(make_degraded(spec, clean, 4).mask, a.mask)
+    size = (32, 32)
+    hole_error = {name: float(((run_baseline(name, a.observation, a.degradation, size) - clean) ** 2 * a.hole).sum())
+                  for name in ("input", "telea")}
+    assert hole_error["telea"] < 0.2 * hole_error["input"]
+
+
+def test_bad_configurations_are_one_clear_error(tmp_path):
+    with pytest.raises(BenchError, match="not available"):
+        _validate(_config(tmp_path, methods=("nope",)))
+    with pytest.raises(BenchError, match="task 'blurry'"):
+        _validate(_config(tmp_path, tasks=(TaskSpec("blurry", "blurry"),)))
+    result = CliRunner().invoke(cli, ["bench", "--methods", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "not available" in result.output
+    listing = CliRunner().invoke(cli, ["bench", "--list-protocols"])
+    assert listing.exit_code == 0 and all(name in listing.output for name in PROTOCOLS)
+    assert "| inpaint | LPIPS ↓ | 0.2612 | 0.1219 | 0.1164 |" in listing.output
