@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ganprior.degradations import Degradation, Inpainting, parse_task
+from ganprior.degradations import Degradation, Inpainting, parse_task, resize
 from ganprior.fitting import content_weight, from_canvas, mask_to_canvas, place, to_canvas
 from ganprior.methods import cap_steps, get_method_class, preset_options
 from ganprior.models.prior import GenerativePrior
@@ -144,13 +143,11 @@ def restore(
         back = placement.scaled((R, R), out_size)
         background = None
         if back.crop != (0, 0, *out_size):
-            from ganprior.degradations import resize
-
             background = resize(observation, out_size, "bicubic")
         restored = from_canvas(result.image, back, background).clamp(-1, 1)
         fused = full.fuse(restored, observation).clamp(-1, 1)
     config = {
-        "task": task_name, "method": method, "preset": preset, "model": _model_label(model, weights, prior),
+        "task": task_name, "method": method, "preset": preset, "model": _model_label(model, weights),
         "family": family, "resolution": R, "fit": fit, "seed": seed, "steps_cap": steps, "scale": factor,
         "class_index_given": class_index, "input": source, "input_size": [int(h), int(w)],
         "output_size": list(out_size), "degradation": _describe(full), "options": dict(runner.options),
@@ -166,7 +163,7 @@ def _load_prior(model, weights, device) -> GenerativePrior:
     return load_model(model, weights=weights, device=device)
 
 
-def _model_label(model, weights, prior: GenerativePrior) -> str:
+def _model_label(model, weights) -> str:
     if isinstance(model, GenerativePrior):
         return f"<{type(model).__name__} in memory>"
     if weights is not None:

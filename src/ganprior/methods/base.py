@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -87,10 +88,10 @@ class ReconstructionLoss(nn.Module):
         self.l2_weight = l2_weight
         self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
 
-    def terms(self, img: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def terms(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample terms ``{'perceptual': [N], 'l2': [N]}`` (zero-weight terms are skipped)."""
         degraded = _masked(self.degradation(img), self.weight)
-        target = self.target if target is None else target
+        target = self.target
         out: dict[str, torch.Tensor] = {}
         if self.perceptual_weight:
             out["perceptual"] = self.perceptual(_rgb(degraded), _rgb(target).expand(degraded.shape[0], -1, -1, -1))
@@ -147,24 +148,19 @@ class RunRecorder:
         self.frames: list[torch.Tensor] = []
         self.stopped: str | None = None
 
-    def timed(self, stage: str):
-        return _Timer(self.timings, stage)
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to ``timings[stage]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def fill(self, result: Result) -> Result:
         result.losses, result.timings, result.frames = self.losses, self.timings, self.frames
         result.stopped = self.stopped
         return result
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, float], stage: str) -> None:
-        self.timings, self.stage = timings, stage
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc) -> None:
-        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.start
 
 
 def optimize(
@@ -175,17 +171,16 @@ def optimize(
     lr: Callable[[float], float],
     recorder: RunRecorder,
     after_step: Callable[[], None] | None = None,
-) -> bool:
+) -> None:
     """Adam over ``params`` for ``steps`` iterations; ``step_fn(i) -> (loss, terms, image)``.
 
     Keeps a copy of the parameters with the lowest finite loss. If the loss turns NaN/inf the stage
-    stops, the parameters are put back to that best state and ``recorder.stopped`` says where;
-    returns False in that case (later stages should not run). Otherwise the final state is kept,
-    as in the official projectors.
+    stops, the parameters are put back to that best state and ``recorder.stopped`` says where (later
+    stages then do nothing). Otherwise the final state is kept, as in the official projectors.
     """
     params = list(params)
     if steps <= 0 or recorder.stopped:
-        return recorder.stopped is None
+        return
     optimizer = torch.optim.Adam(params, lr=lr(0.0), betas=(0.9, 0.999))
     best_loss, best = math.inf, [p.detach().clone() for p in params]
     with recorder.timed(stage):
@@ -204,11 +199,12 @@ def optimize(
                     f"(loss {best_loss:.6g})"
                 )
                 bar.close()
-                return False
+                return
             if value < best_loss:
                 best_loss = value
                 with torch.no_grad():
-                    torch._foreach_copy_(best, [p.detach() for p in params])
+                    for b, p in zip(best, params):
+                        b.copy_(p)
             recorder.losses.append({"stage": stage, "step": i, "loss": value, **terms})
             if image is not None and recorder.frame_every and i % recorder.frame_every == 0:
                 recorder.frames.append(image.detach()[:1].cpu())
@@ -219,7 +215,6 @@ def optimize(
                 after_step()
             bar.set_postfix(loss=f"{value:.4g}")
         bar.close()
-    return True
 
 
 # ----- registry -------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class _ProjectionBase(Method):
 def finish(method: Method, prior: GenerativePrior, ws: torch.Tensor, c: torch.Tensor, recorder: RunRecorder,
            cls, score, source, extras, delta: dict | None = None, render: nn.Module | None = None) -> Result:
     """Render the final latent (with the tuned generator when there is one) and package the result."""
-    image = (render or prior).synthesis(ws, c).clamp(-1, 1)
+    image = (prior if render is None else render).synthesis(ws, c).clamp(-1, 1)
     result = Result(method=method.name, image=image, latent=ws, class_index=cls, class_score=score,
                     class_source=source, generator_delta=delta or {}, options=dict(method.options), extras=extras)
     return recorder.fill(result)
