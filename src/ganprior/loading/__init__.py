@@ -32,12 +32,15 @@ from ganprior.loading.official import (
     load_official,
 )
 from ganprior.loading.registry import (
+    EMBEDDED_BANKS_FILE,
+    EMBEDDED_FEATURE_NET_FILE,
     REGISTRY,
     ChecksumMismatchError,
     ModelNotAvailableError,
     ModelSpec,
     UnknownModelError,
     cache_dir,
+    embedded_dir,
     resolve,
 )
 from ganprior.loading.safe_pickle import CorruptCheckpointError, UnsafeCheckpointError
@@ -94,6 +97,30 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return save_native(load_official(path), dst, source=source_fingerprint(path))
 
 
+def attach_embedded_extras(prior: GenerativePrior, directory: Path) -> GenerativePrior:
+    """Give the embedded prior what ships beside it: the emoji-feature-net (``prior.feature_net`` for the
+    "feature-net" perceptual distance, ``prior.classifier`` for CRI's class estimate) and the CRI centroid
+    banks of every class (``prior.centroid_banks``), so restoration needs no ImageNet network and no k-means.
+
+    The net is kept out of the prior's state dict (plain attribute), so fingerprints and ``save_native`` see
+    the generator only; banks computed for other weights are ignored with a warning.
+    """
+    from ganprior.methods.centroids import SHIPPED_BANKS_ATTR, BankFileError, load_banks, model_fingerprint
+    from ganprior.models.feature_net import load_feature_net
+
+    net_file, bank_file = directory / EMBEDDED_FEATURE_NET_FILE, directory / EMBEDDED_BANKS_FILE
+    if net_file.is_file():
+        net = load_feature_net(net_file, prior.device)
+        object.__setattr__(prior, "feature_net", net)
+        object.__setattr__(prior, "classifier", net.classify)
+    if bank_file.is_file():
+        try:
+            object.__setattr__(prior, SHIPPED_BANKS_ATTR, load_banks(bank_file, model_fingerprint(prior)))
+        except BankFileError as exc:
+            warnings.warn(f"ignoring the shipped centroid banks: {exc}", stacklevel=3)
+    return prior
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     *,
@@ -109,7 +136,10 @@ def load_model(
     """
     path = resolve(name_or_path, weights)
     if is_native_path(path):
-        return load_native(path, device)
+        prior = load_native(path, device)
+        if weights is None and path.resolve().parent == embedded_dir().resolve():
+            attach_embedded_extras(prior, path.parent)
+        return prior
     use_cache = _inside(path, cache_dir()) if native_cache is None else native_cache
     if use_cache and (cached := _fresh_conversion(path)) is not None:
         return load_native(cached, device)
@@ -125,6 +155,7 @@ def load_model(
 __all__ = [
     "LOAD_ERRORS", "REGISTRY", "ChecksumMismatchError", "CorruptCheckpointError", "FamilyNotAvailableError",
     "ModelFormatError", "ModelNotAvailableError", "ModelSpec", "OfficialKind", "UnknownModelError",
-    "UnsafeCheckpointError", "UnsupportedCheckpointError", "cache_dir", "convert", "converted_path",
+    "UnsafeCheckpointError", "UnsupportedCheckpointError", "attach_embedded_extras", "cache_dir", "convert",
+    "converted_path",
     "detect_family", "load_model", "load_native", "load_official", "resolve", "save_native",
 ]

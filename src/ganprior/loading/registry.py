@@ -23,6 +23,8 @@ import platformdirs
 
 DEFAULT_MODEL = "emoji32"
 EMBEDDED_FILE = "model.safetensors"
+EMBEDDED_FEATURE_NET_FILE = "feature_net.safetensors"  # emoji-feature-net (classifier + perceptual)
+EMBEDDED_BANKS_FILE = "centroids.safetensors"  # CRI centroid banks of every class
 
 
 class ModelNotAvailableError(FileNotFoundError):
@@ -177,7 +179,7 @@ def _unavailable(spec: ModelSpec, missing: list[Path], reason: str) -> ModelNotA
     if spec.embedded:
         return ModelNotAvailableError(
             f"the embedded default model {spec.name!r} is not built yet: expected {missing[0]} "
-            "(a native file written by `ganprior train`); pass a model name or file instead")
+            "(built by scripts/build_embedded.py); pass a model name or file instead")
     where = "\n".join(f"  {p}" + (f"   <- {f.url}" if f.url else "")
                       for p, f in zip(local_files(spec), spec.files) if p in missing)
     how = (f"download the file(s) by hand from {spec.page} and put them at the path(s) above" if spec.manual

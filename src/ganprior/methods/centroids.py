@@ -82,6 +82,9 @@ def centroid_bank(
     """The ``[n_clusters, w_dim]`` k-means centres for one class (computed once, then read from disk)."""
     if n_samples < n_clusters:
         raise ValueError(f"need at least as many samples ({n_samples}) as clusters ({n_clusters})")
+    shipped = getattr(prior, SHIPPED_BANKS_ATTR, None) or {}
+    if (class_index, n_clusters, n_samples, seed) in shipped:
+        return shipped[(class_index, n_clusters, n_samples, seed)].to(prior.device)
     path = None
     if cache:
         path = bank_path(fingerprint or model_fingerprint(prior), class_index, n_clusters, n_samples, seed, cache_root)
@@ -96,6 +99,44 @@ def centroid_bank(
                 "seed": str(seed), "family": prior.family}
         _atomic_save({"centroids": centroids.contiguous()}, path, meta)
     return centroids.to(prior.device)
+
+
+# ----- banks shipped with a model (the embedded prior carries one per class) --------------------
+#: attribute of a prior holding banks it ships: ``{(class, n_clusters, n_samples, seed): [N, w_dim]}``
+SHIPPED_BANKS_ATTR = "centroid_banks"
+
+
+class BankFileError(ValueError):
+    """A shipped centroid-bank file that is unreadable or belongs to other generator weights."""
+
+
+def save_banks(banks: dict[int | None, torch.Tensor], path: Path, *, fingerprint: str, n_clusters: int,
+               n_samples: int, seed: int) -> Path:
+    """All classes' banks in one safetensors file (tensor ``class_<k>``), settings and model hash as metadata."""
+    tensors = {f"class_{'none' if k is None else k}": v.detach().float().cpu().contiguous() for k, v in banks.items()}
+    meta = {"fingerprint": fingerprint, "n_clusters": str(n_clusters), "n_samples": str(n_samples), "seed": str(seed)}
+    _atomic_save(tensors, Path(path), meta)
+    return Path(path)
+
+
+def load_banks(path: Path, fingerprint: str | None = None) -> dict[tuple, torch.Tensor]:
+    """Read :func:`save_banks` output as the ``SHIPPED_BANKS_ATTR`` dict; refuses banks of other weights."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+        settings = int(meta["n_clusters"]), int(meta["n_samples"]), int(meta["seed"])
+    except (SafetensorError, KeyError, ValueError) as exc:
+        raise BankFileError(f"{path} is not a centroid-bank file: {exc}") from exc
+    if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+        raise BankFileError(f"{path} was computed for other generator weights (fingerprint mismatch)")
+    banks = {}
+    for name, tensor in tensors.items():
+        label = name.removeprefix("class_")
+        banks[(None if label == "none" else int(label), *settings)] = tensor
+    return banks
 
 
 @torch.no_grad()

@@ -1,0 +1,325 @@
+"""Build the embedded default model ``emoji32`` from a generator checkpoint, and measure it.
+
+    python scripts/build_embedded.py --ckpt runs/gpu/prior.safetensors
+
+regenerates everything, stage by stage (``--stages`` picks some; the feature net does not depend on
+the generator, so a new checkpoint only needs ``--stages model,banks,samples,fid,bench``):
+
+  model        the generator + discriminator as ``assets/emoji32/model.safetensors`` (native format)
+  feature-net  trains the emoji-feature-net on the train split -> ``assets/emoji32/feature_net.safetensors``
+  banks        CRI centroid banks of every class -> ``assets/emoji32/centroids.safetensors``
+  samples      one sample sheet per category -> ``docs/embedded_model/``
+  fid          FID of generated samples vs the train split and vs the held-out split
+  bench        PSNR / SSIM / feature-net distance / FID per task and method on held-out images
+
+``--ckpt`` is a native ``.safetensors`` prior (``prior.safetensors`` of a ``ganprior train`` run), a run
+folder holding one, or a training ``ckpt.pt`` (its EMA generator is used). Every result goes to
+``docs/embedded_model/results.json`` and the tables of ``docs/embedded_model.md`` (``--docs``) are
+rewritten between their ``<!-- build:NAME -->`` markers. Runs on the CPU with one thread (the other core trains the GAN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ganprior.data.emoji import CATEGORIES, load_emoji_npz, load_emoji_test
+from ganprior.degradations import parse_task, resize
+from ganprior.loading import attach_embedded_extras, load_native, save_native
+from ganprior.loading.registry import EMBEDDED_BANKS_FILE, EMBEDDED_FEATURE_NET_FILE, EMBEDDED_FILE, embedded_dir
+from ganprior.losses.perceptual import FeatureNetDistance
+from ganprior.methods.centroids import centroid_bank, model_fingerprint, save_banks
+from ganprior.models import feature_net as fnet
+from ganprior.models.stylegan2 import StyleGAN2Prior
+from ganprior.training.checkpoint import load_checkpoint
+from ganprior.training.loop import save_sheet
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "embedded_model.md"
+STAGES = ("model", "feature-net", "banks", "samples", "fid", "bench")
+BENCH_TASKS = ("colorize", "inpaint", "sr4", "sr4+colorize")
+BENCH_MASK = "center"
+BENCH_METHODS = ("wplus", "pti", "dgp", "cri")
+
+
+# ----- inputs ---------------------------------------------------------------------------------------
+def load_generator(ckpt: Path) -> StyleGAN2Prior:
+    """The prior to ship from a native file, a run folder, or a training checkpoint's EMA generator."""
+    if ckpt.is_dir():
+        ckpt = ckpt / "prior.safetensors"
+    if not ckpt.is_file():
+        raise SystemExit(f"no checkpoint at {ckpt}")
+    if ckpt.suffix == ".safetensors":
+        return load_native(ckpt)
+    state = load_checkpoint(ckpt)
+    config = state["prior_config"]
+    prior = StyleGAN2Prior(config["generator"], config.get("discriminator"))
+    prior.G.load_state_dict(state["G_ema"])
+    if prior.D is not None:
+        prior.D.load_state_dict(state["D"])
+    return prior.eval()
+
+
+def source_of(ckpt: Path) -> dict:
+    """What the shipped model was built from (kept in the native file's metadata)."""
+    path = ckpt / "prior.safetensors" if ckpt.is_dir() else ckpt
+    info: dict = {"file": str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else path.name,
+                  "bytes": path.stat().st_size, "built_by": "scripts/build_embedded.py"}
+    if path.suffix == ".safetensors":
+        from ganprior.loading.native import read_native_metadata
+
+        info["trained"] = read_native_metadata(path).get("source")
+    return info
+
+
+def to_images(uint8_nhwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(uint8_nhwc).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+# ----- stages -----------------------------------------------------------------------------------------
+def stage_model(prior: StyleGAN2Prior, ckpt: Path, out: Path) -> dict:
+    path = save_native(prior, out / EMBEDDED_FILE, source=source_of(ckpt))
+    params = {name: sum(p.numel() for p in part.parameters()) for name, part in (("G", prior.G), ("D", prior.D))
+              if part is not None}
+    return {"bytes": path.stat().st_size, "parameters": params, "source": source_of(ckpt)}
+
+
+def stage_feature_net(data: Path, out: Path, epochs: int, seed: int) -> dict:
+    train = load_emoji_npz(data, "train")
+    test = load_emoji_test(train.resolution)
+    started = time.perf_counter()
+    net, log = fnet.train_feature_net(train.images, train.labels, train.classes,
+                                      fnet.TrainSettings(epochs=epochs, seed=seed))
+    info = {"train_seconds": round(time.perf_counter() - started, 1), "epochs": epochs, "seed": seed,
+            "train_images": len(train), "log": log, "held_out": held_out_accuracy(net, test.images, test.labels, seed)}
+    fnet.save_feature_net(net, out / EMBEDDED_FEATURE_NET_FILE, info)
+    return info
+
+
+def held_out_accuracy(net: fnet.EmojiFeatureNet, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """Accuracy on clean held-out images and on each restoration task's degraded version of them."""
+    x = to_images(images)
+    results = {"clean": fnet.accuracy(net, x, labels)}
+    for task in BENCH_TASKS:
+        degradation = parse_task(task, mask=BENCH_MASK if "inpaint" in task else None, image_size=x.shape[-2:],
+                                 seed=seed)
+        with torch.no_grad():
+            results[task] = fnet.accuracy(net, degradation(x), labels)
+    generator = torch.Generator().manual_seed(seed)
+    results["random-augmentation"] = fnet.accuracy(net, fnet.degrade_randomly(x, generator), labels)
+    return results
+
+
+def stage_banks(prior: StyleGAN2Prior, out: Path, n_clusters: int, n_samples: int, seed: int) -> dict:
+    started = time.perf_counter()
+    banks = {k: centroid_bank(prior, k, n_clusters, n_samples, seed, cache=False)
+             for k in tqdm(range(prior.c_dim), desc="centroid banks", unit="class")}
+    path = save_banks(banks, out / EMBEDDED_BANKS_FILE, fingerprint=model_fingerprint(prior),
+                      n_clusters=n_clusters, n_samples=n_samples, seed=seed)
+    return {"n_clusters": n_clusters, "n_samples": n_samples, "seed": seed, "classes": prior.c_dim,
+            "seconds": round(time.perf_counter() - started, 1), "bytes": path.stat().st_size}
+
+
+@torch.no_grad()
+def stage_samples(prior: StyleGAN2Prior, folder: Path, columns: int = 8, rows: int = 2, seed: int = 0) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, name in enumerate(CATEGORIES[:prior.c_dim]):
+        slug = re.sub(r"[^a-z]+", "-", name.lower()).strip("-")
+        path = folder / f"samples_{k}_{slug}.png"
+        save_sheet(prior.sample(columns * rows, classes=k, seed=seed + k), columns, path)
+        files.append(path.name)
+    return {"files": files, "folder": folder.name, "truncation_psi": 1.0, "seed": seed}
+
+
+@torch.no_grad()
+def generate(prior: StyleGAN2Prior, n: int, seed: int, batch: int = 250) -> torch.Tensor:
+    """``n`` samples, classes uniform at random, truncation 1, constant noise (seeded)."""
+    return torch.cat([prior.sample(min(batch, n - i), seed=seed + i) for i in
+                      tqdm(range(0, n, batch), desc="generate", unit="batch")])
+
+
+def stage_fid(prior: StyleGAN2Prior, data: Path, n_samples: int, seed: int) -> dict:
+    from ganprior.metrics import fid
+
+    fake = generate(prior, n_samples, seed)
+    train = to_images(load_emoji_npz(data, "train").images)
+    test = to_images(load_emoji_test(prior.resolution).images)
+    return {"samples": n_samples, "seed": seed, "vs_train": fid(fake, train), "vs_held_out": fid(fake, test),
+            "train_vs_held_out": fid(train, test), "train_images": len(train), "held_out_images": len(test)}
+
+
+def pick_images(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """``per_class`` held-out images of every class, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == k), per_class, replace=False)
+                           for k in np.unique(labels)])
+
+
+def classical(task: str, observation: torch.Tensor, degradation) -> torch.Tensor | None:
+    """The non-learned answer: bicubic upsampling for SR, OpenCV Telea inpainting, nothing for colour."""
+    x = observation
+    if "inpaint" in task:
+        import cv2
+
+        mask = next(op.mask for op in degradation if hasattr(op, "mask"))[0, 0].numpy()
+        img = ((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        filled = cv2.inpaint(img, (mask == 0).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+        return torch.from_numpy(filled).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+    if task.startswith("sr"):
+        return resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(-1, 1)
+    return None
+
+
+def as_shown(task: str, observation: torch.Tensor) -> torch.Tensor:
+    """The observation at the clean image's size (SR: pixel replication), for the 'degraded input' row."""
+    return observation.repeat_interleave(4, -1).repeat_interleave(4, -2) if task.startswith("sr") else observation
+
+
+def stage_bench(prior: StyleGAN2Prior, per_class: int, preset: str, steps: int | None, seed: int) -> dict:
+    from ganprior import restore
+    from ganprior.methods import available_methods
+    from ganprior.metrics import fid, psnr, ssim
+
+    test = load_emoji_test(prior.resolution)
+    chosen = pick_images(test.labels, per_class, seed)
+    clean = to_images(test.images[chosen])
+    distance = FeatureNetDistance().prepare(prior)
+    methods = [m for m in BENCH_METHODS if m in available_methods()]
+    rows = []
+    for task in BENCH_TASKS:
+        degradation = parse_task(task, mask=BENCH_MASK if "inpaint" in task else None, image_size=clean.shape[-2:],
+                                 seed=seed)
+        observations = [degradation(clean[i:i + 1]) for i in range(len(clean))]
+        outputs: dict[str, list[torch.Tensor]] = {"degraded input": [as_shown(task, y) for y in observations]}
+        baseline = [classical(task, y, degradation) for y in observations]
+        if baseline[0] is not None:
+            outputs["classical"] = baseline
+        seconds: dict[str, float] = {}
+        for method in methods:
+            started = time.perf_counter()
+            outputs[method] = [
+                restore(y, task, method, prior, mask=BENCH_MASK if "inpaint" in task else None, seed=seed,
+                        preset=preset, steps=steps, progress=False,
+                        perceptual=None if method == "dgp" else "feature-net").image.cpu()
+                for y in tqdm(observations, desc=f"{task} {method}", unit="img")]
+            seconds[method] = (time.perf_counter() - started) / len(observations)
+        for name, images in outputs.items():
+            x = torch.cat(images).clamp(-1, 1)
+            with torch.no_grad():
+                rows.append({"task": task, "method": name, "psnr": float(psnr(x, clean).mean()),
+                             "ssim": float(ssim(x, clean).mean()), "feature_distance": float(distance(x, clean).mean()),
+                             "fid": fid(x, clean, progress=False), "seconds_per_image": seconds.get(name)})
+    return {"images": len(chosen), "per_class": per_class, "indices": chosen.tolist(), "preset": preset,
+            "steps_cap": steps, "seed": seed, "mask": BENCH_MASK, "methods": methods, "rows": rows}
+
+
+# ----- documentation -------------------------------------------------------------------------------------
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render(name: str, results: dict) -> str | None:
+    """Markdown for the ``<!-- build:name -->`` block of the docs, from ``results.json``."""
+    r = results.get(name)
+    if r is None:
+        return None
+    if name == "feature-net":
+        lines = ["| held-out input | top-1 | class-balanced |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(v['top1'])} | {_fmt(v['balanced'])} |" for k, v in r["held_out"].items()]
+        lines.append(f"\nTrained {r['epochs']} epochs on {r['train_images']} images in {r['train_seconds']} s "
+                     f"(seed {r['seed']}); final augmented train accuracy {_fmt(r['log'][-1]['train_acc_augmented'])}.")
+        return "\n".join(lines)
+    if name == "model":
+        return (f"Source: `{json.dumps(r['source'])}`; parameters {r['parameters']}; "
+                f"`model.safetensors` {r['bytes'] / 1e6:.1f} MB.")
+    if name == "banks":
+        return (f"{r['classes']} classes x N={r['n_clusters']} centroids of M={r['n_samples']} mapped latents "
+                f"(seed {r['seed']}), k-means in {r['seconds']} s; `centroids.safetensors` {r['bytes'] / 1e3:.0f} kB.")
+    if name == "samples":
+        return "\n".join(f"![{f}]({r['folder']}/{f})" for f in r["files"])
+    if name == "fid":
+        return (f"| samples | FID vs train ({r['train_images']}) | FID vs held-out ({r['held_out_images']}) | "
+                f"train vs held-out |\n|---|---|---|---|\n| {r['samples']} (seed {r['seed']}) | "
+                f"{_fmt(r['vs_train'], 2)} | {_fmt(r['vs_held_out'], 2)} | {_fmt(r['train_vs_held_out'], 2)} |")
+    if name == "bench":
+        lines = [f"{r['images']} held-out images ({r['per_class']} per class, seed {r['seed']}), preset "
+                 f"`{r['preset']}`, steps cap {r['steps_cap']}, inpainting mask `{r['mask']}`; FID against the "
+                 f"same {r['images']} clean images (small-sample FID: compare rows, not papers).", "",
+                 "| task | method | PSNR ↑ | SSIM ↑ | feature-net dist. ↓ | FID ↓ | s/img |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {x['task']} | {x['method']} | {_fmt(x['psnr'], 2)} | {_fmt(x['ssim'])} | "
+                  f"{_fmt(x['feature_distance'], 4)} | {_fmt(x['fid'], 1)} | {_fmt(x['seconds_per_image'], 1)} |"
+                  for x in r["rows"]]
+        return "\n".join(lines)
+    return None
+
+
+def update_docs(results: dict, docs: Path) -> None:
+    """Rewrite the generated blocks of ``docs`` (left alone when the file does not exist)."""
+    if not docs.exists():
+        return
+    text = docs.read_text()
+    for name in STAGES:
+        block = render(name, results)
+        if block is not None:
+            text = re.sub(rf"(<!-- build:{name} -->\n).*?(\n<!-- /build:{name} -->)",
+                          lambda m, b=block: m.group(1) + b + m.group(2), text, flags=re.S)
+    docs.write_text(text)
+
+
+# ----- driver ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--ckpt", type=Path, required=True, help="native prior, run folder, or training ckpt.pt")
+    parser.add_argument("--out", type=Path, default=embedded_dir(), help="asset folder (default: the package's)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "cache" / "emoji_32.npz")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--feature-epochs", type=int, default=fnet.TrainSettings.epochs)
+    parser.add_argument("--n-clusters", type=int, default=10)
+    parser.add_argument("--n-samples", type=int, default=10_000)
+    parser.add_argument("--fid-samples", type=int, default=5000)
+    parser.add_argument("--bench-per-class", type=int, default=2)
+    parser.add_argument("--bench-preset", default="paper")
+    parser.add_argument("--bench-steps", type=int, default=None, help="cap every optimisation stage")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--docs", type=Path, default=DOCS, help="markdown whose build blocks are rewritten; "
+                        "sample sheets and results.json go to the folder of the same name")
+    args = parser.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if unknown := sorted(set(stages) - set(STAGES)):
+        parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+    torch.set_num_threads(args.threads)
+
+    prior = load_generator(args.ckpt)
+    folder = args.docs.with_suffix("")
+    results_file = folder / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    runners = {
+        "model": lambda: stage_model(prior, args.ckpt, args.out),
+        "feature-net": lambda: stage_feature_net(args.data, args.out, args.feature_epochs, args.seed),
+        "banks": lambda: stage_banks(prior, args.out, args.n_clusters, args.n_samples, args.seed),
+        "samples": lambda: stage_samples(prior, folder, seed=args.seed),
+        "fid": lambda: stage_fid(prior, args.data, args.fid_samples, args.seed),
+        "bench": lambda: stage_bench(attach_embedded_extras(prior, args.out), args.bench_per_class, args.bench_preset,
+                                     args.bench_steps, args.seed),
+    }
+    for stage in STAGES:
+        if stage in stages:
+            tqdm.write(f"== {stage}")
+            results[stage] = runners[stage]()
+            folder.mkdir(parents=True, exist_ok=True)
+            results_file.write_text(json.dumps(results, indent=2))
+    update_docs(results, args.docs)
+    return results
+
+
+if __name__ == "__main__":
+    main()
