@@ -12,6 +12,7 @@ Also the home of the pieces StyleGAN-XL shares with StyleGAN3 (its stem *is* thi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -41,6 +42,21 @@ class IncompatibleNetworkError(ValueError):
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Scale each row to unit mean square (how z and class embeddings enter the mapping network)."""
     return x * (x.square().mean(1, keepdim=True) + eps).rsqrt()
+
+
+@contextlib.contextmanager
+def ieee_float32(enabled: bool = True):
+    """Run convolutions/matmuls in true float32 on CUDA: cuDNN's TF32 default (10-bit mantissa) moves
+    StyleGAN3/XL images by ~1e-3, far outside official parity. Restores the global flags afterwards."""
+    if not enabled:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _plain(value: Any) -> Any:
@@ -398,10 +414,11 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise IncompatibleNetworkError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
-        for layer, w in zip(self.layers(), ws[1:]):
-            x = layer(x, w)
+        with ieee_float32(ws.is_cuda):
+            ws = ws.to(torch.float32).unbind(dim=1)
+            x = self.input(ws[0])
+            for layer, w in zip(self.layers(), ws[1:]):
+                x = layer(x, w)
         if self.output_scale != 1:
             x = x * self.output_scale
         return x.to(torch.float32)
