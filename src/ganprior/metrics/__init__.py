@@ -9,7 +9,10 @@ heavy dependencies lazily.
 """
 
 from .consistency import classifier_accuracy, degradation_consistency
-from .fid import InceptionFeatures, InceptionStats, fid, frechet_distance, inception_stats, kernel_distance, kid
+from .fid import (
+    InceptionFeatures, InceptionStats, fid, frechet_distance, frechet_distance_of_features, inception_stats,
+    kernel_distance, kid,
+)
 from .images import MetricInputError, MetricUnavailable, from_uint8, load_image, to_uint8
 from .lpips_metric import lpips_distance, lpips_unavailable_reason
 from .niqe import niqe, niqe_gray
@@ -17,7 +20,8 @@ from .psnr_ssim import psnr, ssim
 
 __all__ = [
     "InceptionFeatures", "InceptionStats", "MetricInputError", "MetricUnavailable",
-    "classifier_accuracy", "degradation_consistency", "fid", "frechet_distance", "from_uint8",
+    "classifier_accuracy", "degradation_consistency", "fid", "frechet_distance",
+    "frechet_distance_of_features", "from_uint8",
     "inception_stats", "kernel_distance", "kid", "load_image", "lpips_distance",
     "lpips_unavailable_reason", "niqe", "niqe_gray", "psnr", "ssim", "to_uint8",
 ]

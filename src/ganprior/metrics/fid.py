@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Union
 
 import numpy as np
-import scipy.linalg
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -187,15 +186,33 @@ def inception_stats(source: ImageSource | InceptionStats, *, extractor: Inceptio
     return stats
 
 
+def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``Tr((S1 S2)^1/2)`` for covariance matrices, through the symmetric ``S1^1/2 S2 S1^1/2``
+    (same eigenvalues, real and non-negative), which stays exact when the covariances are singular."""
+    lam, vec = np.linalg.eigh(sigma1)
+    root = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root @ sigma2 @ root), 0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2)``, nudging singular products like pytorch-fid."""
-    covmean, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(sigma1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = np.real(covmean)
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2)`` between two Gaussians."""
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * _trace_sqrt_product(sigma1, sigma2))
+
+
+def frechet_distance_of_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """Fréchet distance of the Gaussians fitted to two feature sets ``[n, d]`` (sample covariance).
+
+    With ``S = A^T A`` (``A`` the centred features over ``sqrt(n - 1)``), ``Tr((S1 S2)^1/2)`` is the
+    nuclear norm of ``A1 A2^T``: an ``n1 x n2`` problem, much cheaper than ``d x d`` for small sets.
+    """
+    if len(f1) * len(f2) > f1.shape[1] ** 2:
+        return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    a1 = (f1 - f1.mean(0)) / np.sqrt(len(f1) - 1)
+    a2 = (f2 - f2.mean(0)) / np.sqrt(len(f2) - 1)
+    diff = f1.mean(0) - f2.mean(0)
+    cross = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+    return float(diff @ diff + (a1 * a1).sum() + (a2 * a2).sum() - 2 * cross)
 
 
 def _need_two(stats: InceptionStats, what: str) -> None:
@@ -208,7 +225,7 @@ def fid(a: ImageSource | InceptionStats, b: ImageSource | InceptionStats, **stat
     sa, sb = inception_stats(a, **stats_options), inception_stats(b, **stats_options)
     _need_two(sa, "FID")
     _need_two(sb, "FID")
-    return frechet_distance(sa.mu, sa.sigma, sb.mu, sb.sigma)
+    return frechet_distance_of_features(sa.features, sb.features)
 
 
 def kernel_distance(f1: np.ndarray, f2: np.ndarray, *, num_subsets: int = 100, subset_size: int = 1000,
