@@ -68,7 +68,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _attr(node: PersistentNode, name: str) -> Any:
+def stored_attr(node: PersistentNode, name: str) -> Any:
+    """An attribute the official code stored on the node, as a plain Python value (clear error if absent)."""
     if name not in node.state:
         raise IncompatibleNetworkError(f"{node.class_name} node has no stored attribute {name!r}; "
                                        "is this an official StyleGAN3 / StyleGAN-XL pickle?")
@@ -110,7 +111,7 @@ class FullyConnectedLayer(nn.Module):
     @staticmethod
     def lr_multiplier_of(node: PersistentNode) -> float:
         """The stored ``bias_gain`` is the layer's learning-rate multiplier."""
-        return float(_attr(node, "bias_gain"))
+        return float(stored_attr(node, "bias_gain"))
 
 
 def truncate(ws: torch.Tensor, center: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
@@ -150,9 +151,8 @@ class MappingNetwork(nn.Module):
 
     @staticmethod
     def config_from_node(node: PersistentNode) -> dict:
-        return dict(z_dim=_attr(node, "z_dim"), c_dim=_attr(node, "c_dim"), w_dim=_attr(node, "w_dim"),
-                    num_ws=_attr(node, "num_ws"), num_layers=_attr(node, "num_layers"),
-                    lr_multiplier=FullyConnectedLayer.lr_multiplier_of(node.child("fc0")))
+        config = {key: stored_attr(node, key) for key in ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers")}
+        return dict(**config, lr_multiplier=FullyConnectedLayer.lr_multiplier_of(node.child("fc0")))
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
@@ -196,8 +196,9 @@ class SynthesisInput(nn.Module):
 
     @staticmethod
     def config_from_node(node: PersistentNode) -> dict:
-        return dict(channels=_attr(node, "channels"), size=_attr(node, "size"),
-                    sampling_rate=float(_attr(node, "sampling_rate")), bandwidth=float(_attr(node, "bandwidth")))
+        return dict(channels=stored_attr(node, "channels"), size=stored_attr(node, "size"),
+                    sampling_rate=float(stored_attr(node, "sampling_rate")),
+                    bandwidth=float(stored_attr(node, "bandwidth")))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         batch = w.shape[0]
@@ -278,7 +279,8 @@ class LayerSpec:
 
     @classmethod
     def from_node(cls, name: str, node: PersistentNode) -> "LayerSpec":
-        return cls(name=name, **{f.name: _attr(node, f.name) for f in dataclasses.fields(cls) if f.name != "name"})
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+        return cls(name=name, **{key: stored_attr(node, key) for key in fields})
 
     @classmethod
     def derive(cls, name: str, in_channels: int, out_channels: int, in_size: int, out_size: int,
@@ -404,12 +406,12 @@ class SynthesisNetwork(nn.Module):
 
     @staticmethod
     def config_from_node(node: PersistentNode) -> dict:
-        names = _attr(node, "layer_names")
-        return dict(w_dim=_attr(node, "w_dim"), img_resolution=_attr(node, "img_resolution"),
-                    img_channels=_attr(node, "img_channels"),
+        names = stored_attr(node, "layer_names")
+        return dict(w_dim=stored_attr(node, "w_dim"), img_resolution=stored_attr(node, "img_resolution"),
+                    img_channels=stored_attr(node, "img_channels"),
                     input=SynthesisInput.config_from_node(node.child("input")),
                     layers=[dataclasses.asdict(LayerSpec.from_node(n, node.child(n))) for n in names],
-                    output_scale=float(_attr(node, "output_scale")))
+                    output_scale=float(stored_attr(node, "output_scale")))
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):

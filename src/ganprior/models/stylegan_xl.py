@@ -24,9 +24,9 @@ from ganprior.models.stylegan3 import (
     FullyConnectedLayer,
     IncompatibleNetworkError,
     LayerSpec,
-    _attr,
     layer_schedule,
     normalize_2nd_moment,
+    stored_attr,
     truncate,
 )
 
@@ -59,9 +59,8 @@ class MappingNetwork(nn.Module):
     def config_from_node(node: PersistentNode) -> dict:
         embed = node.children.get("embed")
         table = embed.parameters.get("weight") if embed is not None else None
-        return dict(z_dim=_attr(node, "z_dim"), c_dim=_attr(node, "c_dim"), w_dim=_attr(node, "w_dim"),
-                    num_ws=_attr(node, "num_ws"), num_layers=_attr(node, "num_layers"),
-                    lr_multiplier=FullyConnectedLayer.lr_multiplier_of(node.child("fc0")),
+        config = {key: stored_attr(node, key) for key in ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers")}
+        return dict(**config, lr_multiplier=FullyConnectedLayer.lr_multiplier_of(node.child("fc0")),
                     embed_classes=0 if table is None else int(table.shape[0]),
                     embed_dim=0 if table is None else int(table.shape[1]))
 
