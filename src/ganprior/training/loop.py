@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from tqdm import tqdm
 
@@ -273,12 +272,16 @@ class Trainer:
 
 # ----- the run ------------------------------------------------------------------------------------
 def save_sheet(images: torch.Tensor, columns: int, path: Path, min_tile: int = 64) -> None:
-    """Save a grid of ``[-1, 1]`` images, enlarged (nearest) so small tiles stay visible."""
-    grid = torchvision.utils.make_grid(images.clamp(-1, 1), nrow=columns, padding=1, normalize=True,
-                                       value_range=(-1, 1), pad_value=1.0)
-    arr = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
-    scale = max(1, math.ceil(min_tile / images.shape[-1]))
-    img = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.Resampling.NEAREST)
+    """Save a grid of ``[-1, 1]`` images (white 1-px gaps), enlarged (nearest) so small tiles stay visible."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    tiles = images.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1, c), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = tile
+    scale = max(1, math.ceil(min_tile / h))
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     img.save(tmp)
@@ -368,7 +371,7 @@ def train(
                 now = time.monotonic()
                 record = {"iter": it, "kimg": it * trainer.config.batch / 1000,
                           "s_per_it": (now - window_start) / len(window), "time": time.time()}
-                for key in window[-1]:
+                for key in dict.fromkeys(k for w in window for k in w):  # r1 is only in some steps
                     values = [w[key] for w in window if key in w]
                     record[key] = sum(values) / len(values)
                 log.write(json.dumps(record) + "\n")
