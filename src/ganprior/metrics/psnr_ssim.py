@@ -51,11 +51,10 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, *, color: ColorMode = "rgb",
     return psnr_from_mse(_weighted_mean((x255 - ref255) ** 2, weight))
 
 
-def _gaussian_window(device: torch.device) -> torch.Tensor:
+def _gaussian_taps(device: torch.device) -> torch.Tensor:
     taps = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64, device=device)
     g = torch.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
-    g = g / g.sum()
-    return torch.outer(g, g)
+    return g / g.sum()
 
 
 def ssim_map(x255: torch.Tensor, ref255: torch.Tensor) -> torch.Tensor:
@@ -64,10 +63,11 @@ def ssim_map(x255: torch.Tensor, ref255: torch.Tensor) -> torch.Tensor:
     size = 2 * SSIM_RADIUS + 1
     if h < size or w < size:
         raise MetricInputError(f"SSIM needs images of at least {size}x{size} pixels, got {h}x{w}")
-    window = _gaussian_window(x255.device).expand(c, 1, size, size)
+    taps = _gaussian_taps(x255.device)
+    rows, cols = taps.view(1, 1, size, 1).expand(c, 1, size, 1), taps.view(1, 1, 1, size).expand(c, 1, 1, size)
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window, groups=c)
+    def blur(t: torch.Tensor) -> torch.Tensor:  # the separable 11x11 Gaussian, valid region only
+        return F.conv2d(F.conv2d(t, rows, groups=c), cols, groups=c)
 
     mu_x, mu_y = blur(x255), blur(ref255)
     var_x = blur(x255 * x255) - mu_x**2
