@@ -91,7 +91,7 @@ def _check(prior: GenerativePrior, rec: Reconstruction) -> None:
 def tuned_prior(prior: GenerativePrior, rec: Reconstruction) -> GenerativePrior:
     """A copy of ``prior`` with the reconstruction's delta added (the discriminator is shared)."""
     _check(prior, rec)
-    tuned = tunable_copy(prior).requires_grad_(False)
+    tuned = tunable_copy(prior, frozen=True)
     state = tuned.state_dict()
     with torch.no_grad():
         for key, value in rec.generator_delta.items():
@@ -155,7 +155,7 @@ def morph(prior: GenerativePrior, a: Reconstruction, b: Reconstruction, frames: 
     _check(prior, b)
     if a.instance_norm != b.instance_norm:
         raise ManipulationError("cannot morph a BN reconstruction into an IN one (DGP's BN->IN swap differs)")
-    work = tunable_copy(prior).requires_grad_(False)
+    work = tunable_copy(prior, frozen=True)
     set_instance_norm(work, a.instance_norm, initialized=True)
     state, original = work.state_dict(), prior.state_dict()
     keys = sorted(set(a.generator_delta) | set(b.generator_delta))
@@ -254,3 +254,32 @@ def save_animation(images: torch.Tensor, path: str | os.PathLike, fps: int = 8, 
                 writer.append_data(np.asarray(im.convert("RGB")))
         written.append(mp4)
     return written
+
+
+# ----- where reconstructions come from ---------------------------------------------------------------
+def reconstruction_from(
+    source: str | os.PathLike,
+    prior: GenerativePrior,
+    *,
+    task: str = "reconstruct",
+    class_index: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    preset: str = "paper",
+    progress: bool = True,
+) -> tuple[Reconstruction, Any]:
+    """A finished run directory (any method), or an image reconstructed here with DGP.
+
+    Images of the clean kind (``task='reconstruct'``) use DGP's manipulation schedule (paper Table 11:
+    D loss only, no BN->IN swap, so the class keeps its effect); degraded ones use their task's schedule.
+    Returns ``(reconstruction, RestorationResult or None)``.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return Reconstruction.load(path), None
+    from ganprior.api import restore
+
+    options = {"schedule": "manipulation"} if task in ("reconstruct", "", "none", "identity") else {}
+    result = restore(path, task=task, method="dgp", model=prior, class_index=class_index, seed=seed, steps=steps,
+                     preset=preset, progress=progress, options=options)
+    return Reconstruction.from_result(result), result

@@ -33,6 +33,7 @@ from ganprior.methods.base import Method, Result, RunRecorder, register_method
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
 from ganprior.models.prior import GenerativePrior
+from ganprior.models.stylegan2 import MinibatchStdLayer
 
 #: DGP's Adam (decision 11): no first moment, eps 1e-8
 ADAM_BETAS = (0.0, 0.999)
@@ -44,9 +45,22 @@ class DGPError(ValueError):
 
 
 # ----- loss ----------------------------------------------------------------------------------------
+def _has_batch_statistics(prior: GenerativePrior) -> bool:
+    d = getattr(prior, "D", None)
+    return isinstance(d, nn.Module) and any(isinstance(m, MinibatchStdLayer) for m in d.modules())
+
+
 def _discriminator_features(prior: GenerativePrior, img: torch.Tensor) -> list[torch.Tensor]:
-    """Features with no class (DGP calls D without y; the class only enters the logit)."""
+    """Features with no class (DGP calls D without y; the class only enters the logit).
+
+    A StyleGAN2 D mixes the images of a batch (minibatch-std layer), so candidates are then scored one
+    at a time, with the same batch-1 statistics as the optimisation.
+    """
     c = torch.zeros(img.shape[0], prior.c_dim, device=img.device) if prior.c_dim else None
+    if img.shape[0] > 1 and _has_batch_statistics(prior):
+        per_image = [prior.discriminator_features(img[i:i + 1], None if c is None else c[i:i + 1])
+                     for i in range(img.shape[0])]
+        return [torch.cat(fs) for fs in zip(*per_image)]
     return prior.discriminator_features(img, c)
 
 
@@ -153,10 +167,25 @@ def frozen_discriminator(prior: GenerativePrior) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def tunable_copy(prior: GenerativePrior) -> GenerativePrior:
-    """A copy whose generator can be tuned; the discriminator (never tuned) is shared, not copied."""
+def tunable_copy(prior: GenerativePrior, frozen: bool = False) -> GenerativePrior:
+    """A copy whose generator can be tuned; the discriminator (never tuned) is shared, not copied.
+
+    ``frozen``: no generator parameter requires a gradient (the shared D's flags are left alone).
+    """
     d = getattr(prior, "D", None)
-    return copy.deepcopy(prior, {id(d): d} if d is not None else {})
+    tuned = copy.deepcopy(prior, {id(d): d} if d is not None else {})
+    if frozen:
+        freeze_generator(tuned)
+    return tuned
+
+
+def freeze_generator(prior: GenerativePrior) -> None:
+    """``requires_grad = False`` on every parameter except the discriminator's."""
+    d = getattr(prior, "D", None)
+    shared = {id(p) for p in d.parameters()} if isinstance(d, nn.Module) else set()
+    for p in prior.parameters():
+        if id(p) not in shared:
+            p.requires_grad_(False)
 
 
 def set_instance_norm(prior: GenerativePrior, enabled: bool, initialized: bool = False) -> None:
@@ -179,7 +208,8 @@ class _Outcome:
 
 def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, loss: DGPLoss, stages: list[Stage],
               recorder: RunRecorder, latent_weight: float, update_embed: bool = False,
-              frozen_adam_state: bool = False, early_stop_mse: float = 0.0) -> _Outcome:
+              frozen_adam_state: bool = False, early_stop_mse: float = 0.0,
+              groups: list[list[nn.Parameter]] | None = None) -> _Outcome:
     """Run the stages on ``tuned`` (modified in place) from ``latent``; returns the final latent.
 
     One Adam for the whole image (fresh per image, decision 1) with one param group per generator group;
@@ -187,10 +217,11 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     second moments accumulate as in the official code (decision 2); otherwise they get no gradient.
     Either way their values stay bit-identical. A non-finite loss stops the run and restores the best
     state of the current stage; the MSE early stop (``[-1, 1]`` scale) ends the whole run (decision 10).
+    ``groups`` defaults to :func:`parameter_groups` of ``tuned``, read before anything is frozen.
     """
-    groups = parameter_groups(tuned, update_embed)  # before freezing: keeps the IN affine params out
-    for p in tuned.parameters():
-        p.requires_grad_(False)
+    if groups is None:
+        groups = parameter_groups(tuned, update_embed)  # before freezing: keeps the IN affine params out
+    freeze_generator(tuned)
     latent = latent.detach().clone().requires_grad_(True)
     w_avg = tuned.w_avg(c)[:, None, :].to(latent)
     optimizer = torch.optim.Adam([{"params": [latent], "depth": None}]
@@ -345,8 +376,7 @@ class DGP(Method):
                 outcome = fine_tune(tuned, sel.latent, c, loss, stages, recorder, float(settings["latent_weight"]),
                                     bool(settings["update_embed"]), settings["frozen_adam_state"],
                                     float(self.options["early_stop_mse"]))
-            for p in tuned.parameters():
-                p.requires_grad_(False)
+            freeze_generator(tuned)
             with torch.no_grad():
                 image = tuned.synthesis(outcome.latent, c).clamp(-1, 1)
                 delta = generator_delta(prior, tuned)
