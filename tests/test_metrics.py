@@ -165,9 +165,9 @@ def test_inception_features_match_independent_paths(crop_stats, photo_crops):
 
 
 def test_fid_self_zero_shifted_positive_and_cached(extractor, crop_stats, photo_crops, tmp_path):
-    images = from_uint8(photo_crops)
+    images = from_uint8(photo_crops[:4])
     stats = inception_stats(images, extractor=extractor, cache_dir=tmp_path, progress=False)
-    assert np.allclose(stats.features, crop_stats.features, atol=1e-5)
+    assert np.allclose(stats.features, crop_stats.features[:4], atol=1e-5)
     assert fid(stats, stats) == pytest.approx(0.0, abs=1e-6)
     shifted = (images + 0.4).clamp(-1, 1)
     assert fid(images, shifted, extractor=extractor, cache_dir=tmp_path, progress=False) > 1.0
@@ -335,7 +335,7 @@ def test_score_command_single_image(tmp_path, monkeypatch):
 def test_score_command_folders_fid(extractor, photo_crops, tmp_path):
     from ganprior.cli.score import command
 
-    for name, images in (("a", photo_crops[:3]), ("b", photo_crops[3:6])):
+    for name, images in (("a", photo_crops[:2]), ("b", photo_crops[3:5])):
         (tmp_path / name).mkdir()
         for i, crop in enumerate(images):
             Image.fromarray(crop.permute(1, 2, 0).numpy()).save(tmp_path / name / f"{i}.png")
@@ -343,5 +343,5 @@ def test_score_command_folders_fid(extractor, photo_crops, tmp_path):
                                           "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["metrics"]["fid"] > 0 and report["images"] == 3
+    assert report["metrics"]["fid"] > 0 and report["images"] == 2
     assert "psnr" in report["metrics"] and "niqe" in report["unavailable"]  # 32x32 crops: too small for NIQE
