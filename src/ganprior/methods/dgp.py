@@ -35,7 +35,7 @@ from ganprior.methods.pti import generator_delta
 from ganprior.models.prior import GenerativePrior
 from ganprior.models.stylegan2 import MinibatchStdLayer
 
-#: DGP's Adam (decision 11): no first moment, eps 1e-8
+#: DGP's Adam (decision 20): no first moment, eps 1e-8
 ADAM_BETAS = (0.0, 0.999)
 ADAM_EPS = 1e-8
 
