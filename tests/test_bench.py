@@ -148,6 +148,7 @@ def test_protocols_reference_existing_models_tasks_and_methods(name):
         degradation = parse_task(task.task, mask=task.mask, image_size=(protocol.resolution,) * 2,
                                  sr_kernel=task.sr_kernel)
         assert degradation.observed_size((protocol.resolution,) * 2)[0] >= 8
+    assert all(t.score == "raw" for t in protocol.tasks if t.task == "reconstruct")  # fused = the input itself
     ran = {t.name for t in protocol.tasks}
     assert any(task in ran for table in protocol.tables for task in table.values)
 
@@ -209,6 +210,8 @@ def test_bad_configurations_are_one_clear_error(tmp_path):
         _validate(_config(tmp_path, tasks=(TaskSpec("blurry", "blurry"),)))
     result = CliRunner().invoke(cli, ["bench", "--methods", "nope", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "not available" in result.output
+    result = CliRunner().invoke(cli, ["bench", "--protocol", "dgp-imagenet-biggan128", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "needs --images" in result.output
     listing = CliRunner().invoke(cli, ["bench", "--list-protocols"])
     assert listing.exit_code == 0 and all(name in listing.output for name in PROTOCOLS)
     assert "| inpaint | LPIPS ↓ | 0.2612 | 0.1219 | 0.1164 |" in listing.output

@@ -8,7 +8,8 @@
 Paper protocols (with the papers' numbers): :data:`PROTOCOLS`, ``BenchConfig.from_protocol(name)``.
 """
 
-from ganprior.bench.protocols import PROTOCOLS, PaperTable, Protocol, ProtocolError, TaskSpec, get_protocol, list_protocols
+from ganprior.bench.protocols import (PROTOCOLS, PaperTable, Protocol, ProtocolError, TaskSpec, Variant, get_protocol,
+                                      list_protocols)
 from ganprior.bench.runner import BenchConfig, BenchError, Cell, run_benchmark
 from ganprior.bench.scoring import MEASURES, Measure, MeasureError
 from ganprior.bench.sources import EMOJI_TEST, ImageSourceError, load_images
@@ -16,6 +17,6 @@ from ganprior.bench.table import best_columns, render_paper_tables, render_repor
 
 __all__ = [
     "EMOJI_TEST", "MEASURES", "PROTOCOLS", "BenchConfig", "BenchError", "Cell", "ImageSourceError", "Measure",
-    "MeasureError", "PaperTable", "Protocol", "ProtocolError", "TaskSpec", "best_columns", "get_protocol",
+    "MeasureError", "PaperTable", "Protocol", "ProtocolError", "TaskSpec", "Variant", "best_columns", "get_protocol",
     "list_protocols", "load_images", "render_paper_tables", "render_report", "render_table", "run_benchmark",
 ]

@@ -25,6 +25,8 @@ class TaskSpec:
     """One benchmark task: a ``parse_task`` string plus how its degraded inputs are made.
 
     ``measures`` lists what is reported for it (empty = the runner's defaults for the task).
+    ``score`` picks the image that is scored: ``"fused"`` (observed pixels / lightness put back,
+    what ``restore`` returns) or ``"raw"`` (the generator's output, as the papers' code saves it).
     """
 
     name: str
@@ -32,13 +34,16 @@ class TaskSpec:
     mask: str | None = None
     sr_kernel: str = "bicubic"
     measures: tuple[str, ...] = ()
+    score: str = "fused"
 
     @classmethod
     def from_string(cls, task: str, mask: str = "center") -> "TaskSpec":
         """A command-line task (``"sr4"``, ``"colorize+inpaint"``); inpainting gets ``mask``."""
         task = task.strip()
         has_inpaint = any(part.strip().lower().startswith("inpaint") for part in task.split("+"))
-        return cls(name=task, task=task, mask=mask if has_inpaint else None)
+        # Reconstruction observes everything: its fused image would be the input itself.
+        score = "raw" if task.lower() in ("reconstruct", "identity", "none") else "fused"
+        return cls(name=task, task=task, mask=mask if has_inpaint else None, score=score)
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,13 @@ class Protocol:
     tables: tuple[PaperTable, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def task(self, name: str) -> TaskSpec:
-        for spec in self.tasks:
-            if spec.name == name:
-                return spec
-        raise ProtocolError(f"protocol {self.name!r} has no task {name!r}; it has {[t.name for t in self.tasks]}")
-
 
 # ----- CRI (Wang et al., AAAI 2023) --------------------------------------------------------------
 _CRI = "Wang et al., Clustering & Regularize Inversion (CRI), AAAI 2023 (cri-aaai2023.txt)"
 _CRI_TASKS_XL = (
-    TaskSpec("inpaint", "inpaint", mask="center", measures=("lpips", "fid")),
-    TaskSpec("colorize", "colorize", measures=("lpips", "fid")),
-    TaskSpec("sr4", "sr4", sr_kernel="bicubic", measures=("lpips", "niqe")),
+    TaskSpec("inpaint", "inpaint", mask="center", measures=("lpips", "fid"), score="raw"),
+    TaskSpec("colorize", "colorize", measures=("lpips", "fid"), score="raw"),
+    TaskSpec("sr4", "sr4", sr_kernel="bicubic", measures=("lpips", "niqe"), score="raw"),
 )
 _CRI_STEPS_XL = {"cri": {"offset_steps": 1000, "tuning_steps": 350}}
 
@@ -160,6 +159,7 @@ CRI_IMAGENET_XL512 = Protocol(
         "does not name the LPIPS backbone; we use the lpips package default (AlexNet).",
         "The paper inverts PTI to W for colorization and everything else to W+.",
         "FID reference set: not stated for ImageNet; by default the clean test images.",
+        "Scored image: the raw generator output (the official scripts save G's synthesis as proj.png).",
     ),
 )
 
@@ -172,9 +172,9 @@ CRI_CELEBAHQ_SG2_1024_SR16 = Protocol(
     test_set="500 CelebA-HQ images (folder or list file)",
     n_images=500,
     tasks=(
-        TaskSpec("inpaint", "inpaint", mask="center", measures=("lpips", "fid")),
-        TaskSpec("colorize", "colorize", measures=("lpips", "fid")),
-        TaskSpec("sr16", "sr16", sr_kernel="bicubic", measures=("lpips", "fid")),
+        TaskSpec("inpaint", "inpaint", mask="center", measures=("lpips", "fid"), score="raw"),
+        TaskSpec("colorize", "colorize", measures=("lpips", "fid"), score="raw"),
+        TaskSpec("sr16", "sr16", sr_kernel="bicubic", measures=("lpips", "fid"), score="raw"),
     ),
     methods=("dgp", "pulse", "pti", "cri"),
     method_options={"cri": {"offset_steps": 500, "tuning_steps": 20}},
@@ -212,6 +212,7 @@ CRI_CELEBAHQ_SG2_1024_SR16 = Protocol(
         "The paper does not say which FFHQ StyleGAN2 checkpoint; this preset uses NVIDIA's config-f "
         "stylegan2-ffhq-1024x1024.",
         "Italic (second-best) marks in the paper's Table 3 are not kept.",
+        "Scored image: the raw generator output, as for the ImageNet protocol.",
     ),
 )
 
@@ -229,10 +230,10 @@ DGP_IMAGENET_BIGGAN128 = Protocol(
              "(pass the list file with --images and the val folder with --images-root)",
     n_images=1000,
     tasks=(
-        TaskSpec("reconstruct", "reconstruct", measures=("psnr", "ssim", "mse")),
-        TaskSpec("colorize", "colorize", measures=("psnr", "ssim")),
-        TaskSpec("inpaint", "inpaint", mask="center", measures=("psnr_hole", "ssim_hole")),
-        TaskSpec("sr4", "sr4", sr_kernel="dgp-lanczos2", measures=("niqe", "psnr", "rmse")),
+        TaskSpec("reconstruct", "reconstruct", measures=("psnr", "ssim", "mse"), score="raw"),
+        TaskSpec("colorize", "colorize", measures=("psnr", "ssim"), score="fused"),
+        TaskSpec("inpaint", "inpaint", mask="center", measures=("psnr_hole", "ssim_hole"), score="raw"),
+        TaskSpec("sr4", "sr4", sr_kernel="dgp-lanczos2", measures=("niqe", "psnr", "rmse"), score="raw"),
     ),
     methods=("dgp", "dgp-mse"),
     variants={"dgp-mse": Variant("dgp", {"schedule": "sr-mse"}, ("sr4",))},
@@ -315,6 +316,8 @@ DGP_IMAGENET_BIGGAN128 = Protocol(
         "Colorization is scored in the paper by ResNet-50 accuracy (Table 4 / text); we report PSNR/SSIM "
         "as DGP's code logs them.",
         "Class labels are given (the list file's second column), as in the paper.",
+        "Scored image: the raw generator output, except colorization, whose 'ab' is recombined with the "
+        "observed lightness (DGP's code takes L* from the ground truth instead, dgp_spec.md 3.1).",
     ),
 )
 

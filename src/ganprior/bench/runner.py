@@ -182,20 +182,26 @@ def _method_and_options(column: str, config: BenchConfig) -> tuple[str, dict[str
     return variant.method, {**config.method_options.get(variant.method, {}), **variant.options}
 
 
-def _restore_with_method(column: str, spec: TaskSpec, degraded: Degraded, prior, config: BenchConfig,
+def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, config: BenchConfig,
                          class_index: int | None, seed: int) -> tuple[torch.Tensor, dict]:
     from ganprior.api import restore
+    from ganprior.methods import get_method_class
 
-    method, options = _method_and_options(column, config)
-
+    method, options = _method_and_options(cell.column, config)
+    # --perceptual concerns the methods that have a perceptual term (DGP uses its discriminator).
+    perceptual = config.perceptual if "perceptual" in get_method_class(method).defaults else None
     # Inpainting goes as a task string so restore() can fit the mask; otherwise the exact operator.
     task = spec.task if degraded.mask is not None else degraded.degradation
-    result = restore(degraded.observation, task=task, method=method, model=prior, mask=degraded.mask,
-                     class_index=class_index, seed=seed, steps=config.steps, preset=config.preset,
-                     perceptual=config.perceptual, progress=False, options=options)
+    try:
+        result = restore(degraded.observation, task=task, method=method, model=prior, mask=degraded.mask,
+                         class_index=class_index, seed=seed, steps=config.steps, preset=config.preset,
+                         perceptual=perceptual, progress=False, options=options)
+    except (ValueError, RuntimeError) as err:  # finished cells stay stored: fix the cause and re-run
+        raise BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}") from err
     info = {"class_index": result.class_index, "class_source": result.result.class_source,
             "stopped": result.stopped, "timings": {k: round(v, 4) for k, v in result.timings.items()}}
-    return result.image.detach().cpu(), info
+    scored = result.restored if spec.score == "raw" else result.image
+    return scored.detach().cpu(), info
 
 
 # ----- the run --------------------------------------------------------------------------------
@@ -220,6 +226,8 @@ def _validate(config: BenchConfig) -> None:
             parse_task(spec.task, mask=spec.mask, image_size=(96, 96), sr_kernel=spec.sr_kernel)
         except (DegradationError, ValueError) as err:
             raise BenchError(f"task {spec.name!r}: {err}") from err
+        if spec.score not in ("fused", "raw"):
+            raise BenchError(f"task {spec.name!r}: score must be 'fused' or 'raw', got {spec.score!r}")
         if spec.mask is not None and spec.sr_kernel != "bicubic":
             raise BenchError(f"task {spec.name!r}: inpainting combined with SR kernel {spec.sr_kernel!r} is not "
                              "supported by restore(); use the bicubic kernel")
@@ -349,8 +357,8 @@ def _compute_cell(cell: Cell, spec: TaskSpec, image: BenchImage, degraded: Degra
     start = time.perf_counter()
     info: dict[str, Any] = {}
     if cell.column in config.methods:
-        restored, info = _restore_with_method(cell.column, spec, degraded, prior, config,
-                                              _class_index(prior, image, config), seed)
+        restored, info = _restore_with_method(cell, spec, degraded, prior, config, _class_index(prior, image, config),
+                                              seed)
     else:
         try:
             restored = run_baseline(cell.column, degraded.observation, degraded.degradation, size)

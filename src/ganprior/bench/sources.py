@@ -99,7 +99,8 @@ def _emoji_images(resolution: int, limit: int | None) -> list[BenchImage]:
     out = []
     for i in range(count):
         clean = to_square(from_uint8(data.images[i]), resolution)
-        out.append(BenchImage(f"emoji{i:04d}", clean, int(data.labels[i]), f"{EMOJI_TEST}[{i}] {data.classes[data.labels[i]]}"))
+        label = int(data.labels[i])
+        out.append(BenchImage(f"emoji{i:04d}", clean, label, f"{EMOJI_TEST}[{i}] {data.classes[label]}"))
     return out
 
 

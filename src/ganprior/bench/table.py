@@ -80,14 +80,15 @@ def render_table(results: dict) -> str:
 
 
 def paper_comparison(results: dict, protocol: Protocol) -> list[dict]:
-    """``[{table, task, measure, method, paper, ours, delta}]`` for every paper cell this run also has."""
+    """``[{table, task, measure, method, paper, ours, delta}]`` for every paper cell this run also has
+    (measures we cannot compute, such as ResNet-50 accuracy, are left out)."""
     rows = []
     for table in protocol.tables:
         for task, by_measure in table.values.items():
             aggregates = results["aggregates"].get(task, {})
             for measure, by_method in by_measure.items():
                 for method in by_method:
-                    if method not in aggregates:
+                    if method not in aggregates or measure not in MEASURES:
                         continue
                     paper = table.value(task, measure, method)
                     ours = aggregates[method].get(measure, {}).get("mean")
@@ -100,7 +101,8 @@ def paper_comparison(results: dict, protocol: Protocol) -> list[dict]:
 def render_comparison(rows: list[dict]) -> str:
     if not rows:
         return "No paper numbers match the tasks and methods of this run.\n"
-    lines = ["| Paper table | Task | Measure | Method | Paper | Ours | Ours − paper |", "|---|---|---|---|---:|---:|---:|"]
+    lines = ["| Paper table | Task | Measure | Method | Paper | Ours | Ours − paper |",
+             "|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         info = MEASURES.get(r["measure"])
         label = f"{info.label} {info.arrow}" if info else r["measure"]

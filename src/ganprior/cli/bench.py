@@ -37,12 +37,14 @@ def _print_protocols() -> None:
 @click.option("--methods", default=None, help="Comma-separated methods (cri,pti,wplus,w,pulse,dgp); default: the "
                                               "protocol's, else cri.")
 @click.option("--tasks", default=None, help="Comma-separated tasks (colorize,inpaint,sr4, or '+' mixes such as "
-                                            "sr2+colorize); default: the protocol's, else colorize,inpaint,sr4.")
+                                            "sr2+colorize); default: the protocol's, else colorize,inpaint,sr4. "
+                                            "A protocol's task names keep its masks, kernels and measures.")
 @click.option("--images", default=None, help="Folder of images, list file ('path [label]' per line) or emoji-test "
                                              "(default).")
 @click.option("--images-root", default=None, type=click.Path(file_okay=False),
               help="Folder that relative paths of a list file start from (default: the list file's folder).")
-@click.option("--model", default=None, help="Model name or checkpoint (default: the protocol's, else the embedded model).")
+@click.option("--model", default=None,
+              help="Model name or checkpoint (default: the protocol's, else the embedded model).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the degraded inputs and every method.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every optimisation stage (quick runs).")
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
@@ -71,16 +73,22 @@ def command(methods, tasks, images, images_root, model, seed, steps, preset, out
         _print_protocols()
         return
     from ganprior.bench import (BenchConfig, BenchError, ImageSourceError, MeasureError, ProtocolError, TaskSpec,
-                                run_benchmark)
+                                get_protocol, run_benchmark)
 
-    task_names = _split(tasks)
+    try:
+        known = {t.name: t for t in get_protocol(protocol).tasks} if protocol else {}
+    except ProtocolError as err:
+        raise click.ClickException(str(err)) from err
+    task_specs = tuple(known.get(t) or TaskSpec.from_string(t, mask) for t in _split(tasks)) if tasks else None
     overrides = dict(
         methods=_split(methods), images=images, images_root=images_root, model=model, seed=seed, steps=steps,
         preset=preset, out=str(out_dir), limit=limit, perceptual=perceptual, baselines=not no_baselines,
         use_labels=not no_labels, fid_min_images=fid_min, fid_reference=fid_reference, lpips_net=lpips_net,
-        device=device, tasks=tuple(TaskSpec.from_string(t, mask) for t in task_names) if task_names else None)
+        device=device, tasks=task_specs)
     try:
         if protocol:
+            if images is None:
+                raise click.UsageError(f"--protocol {protocol} needs --images: {get_protocol(protocol).test_set}")
             config = BenchConfig.from_protocol(protocol, **overrides)
         else:
             defaults = dict(methods=("cri",), tasks=tuple(TaskSpec.from_string(t, mask)
