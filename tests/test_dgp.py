@@ -250,7 +250,8 @@ def test_restore_api_with_method_dgp(prior, clean, tmp_path):
     assert (lightness(out.image) - lightness(grey)).abs().mean() < 0.5  # keeps the input's L* (of 100)
     assert (lightness(out.restored) - lightness(grey)).abs().mean() > 1.0  # which the raw output does not
     run_dir = out.save(tmp_path / "run")
-    assert {"restored.png", "latent.pt", "generator_delta.safetensors", "run.json"} <= {p.name for p in run_dir.iterdir()}
+    written = {p.name for p in run_dir.iterdir()}
+    assert {"restored.png", "latent.pt", "generator_delta.safetensors", "run.json"} <= written
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["config"]["method"] == "dgp" and summary["class"]["index"] == TRUE_CLASS
     assert summary["extras"]["schedule"] == "colorize"

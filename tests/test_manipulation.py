@@ -164,7 +164,8 @@ def test_stylegan_xl_category_transfer_moves_between_class_centres(official_dir)
     from ganprior.loading.safe_pickle import load_official_pickle
     from ganprior.models import stylegan_xl
 
-    xl = stylegan_xl.from_official(load_official_pickle(official_dir / "sgxl_16" / "network-snapshot.stripped.pkl")).eval()
+    data = load_official_pickle(official_dir / "sgxl_16" / "network-snapshot.stripped.pkl")
+    xl = stylegan_xl.from_official(data).eval()
     source, target = 3, 207
     centre = xl.w_avg(xl.class_matrix(source, 1))[:, None].expand(1, xl.num_ws, -1)
     rec = Reconstruction(centre.clone(), source)

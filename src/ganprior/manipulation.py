@@ -198,7 +198,8 @@ def class_center(prior: GenerativePrior, class_index: int, seed: int = 0) -> tor
 def transfer(prior: GenerativePrior, rec: Reconstruction, classes: Sequence[int], chunk: int = 8) -> torch.Tensor:
     """The reconstruction re-rendered under each of ``classes`` ``[len(classes), C, R, R]``."""
     if not prior.c_dim:
-        raise ManipulationError(f"category transfer needs a class-conditional model; this {prior.family} has no classes")
+        raise ManipulationError(f"category transfer needs a class-conditional model; this {prior.family} "
+                                "has no classes")
     classes = [int(k) for k in classes]
     if not classes:
         raise ManipulationError("give at least one target class")
@@ -210,8 +211,9 @@ def transfer(prior: GenerativePrior, rec: Reconstruction, classes: Sequence[int]
         ws = torch.cat([latent + (class_center(prior, k) - source)[:, None] for k in classes])
     else:
         if rec.instance_norm:
-            raise ManipulationError("this reconstruction used DGP's BN->IN swap, under which the class embedding has no "
-                                    "effect; reconstruct with the manipulation schedule (no IN) for category transfer")
+            raise ManipulationError("this reconstruction used DGP's BN->IN swap, under which the class embedding "
+                                    "has no effect; reconstruct with the manipulation schedule (no IN) for "
+                                    "category transfer")
         ws = latent.expand(len(classes), -1, -1)
     return _render(tuned, ws, c, chunk)
 
