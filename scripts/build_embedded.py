@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganprior.cli.demo import restore_options
 from ganprior.data.emoji import CATEGORIES, load_emoji_npz, load_emoji_test
 from ganprior.degradations import parse_task, resize
 from ganprior.loading import attach_embedded_extras, load_native, save_native
@@ -205,10 +206,10 @@ def stage_bench(prior: StyleGAN2Prior, per_class: int, preset: str, steps: int |
         seconds: dict[str, float] = {}
         for method in methods:
             started = time.perf_counter()
+            kwargs = restore_options(prior, method, task, preset)
             outputs[method] = [
                 restore(y, task, method, prior, mask=BENCH_MASK if "inpaint" in task else None, seed=seed,
-                        preset=preset, steps=steps, progress=False,
-                        perceptual=None if method == "dgp" else "feature-net").image.cpu()
+                        steps=steps, progress=False, **kwargs).image.cpu()
                 for y in tqdm(observations, desc=f"{task} {method}", unit="img")]
             seconds[method] = (time.perf_counter() - started) / len(observations)
         for name, images in outputs.items():
