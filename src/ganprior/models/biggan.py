@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganprior.models.prior import GenerativePrior
+from ganprior.ops.precision import ieee_float32
 from ganprior.ops.spectral_norm import SNConv2d, SNEmbedding, SNLinear
 
 BOTTOM_WIDTH = 4  # spatial size of G's first feature map (DGP never changes it)
@@ -406,12 +407,13 @@ class Generator(nn.Module):
             conds = [torch.cat([class_embedding, chunk], 1) for chunk in chunks]
         else:
             conds = [class_embedding] * len(self.blocks)
-        h = self.linear(z).view(z.size(0), -1, BOTTOM_WIDTH, BOTTOM_WIDTH)
-        for group, cond in zip(self.blocks, conds):
-            h = group[0](h, cond, use_in)
-            for attention in group[1:]:
-                h = attention(h)
-        return torch.tanh(self.output_layer(h))
+        with ieee_float32(z.is_cuda):
+            h = self.linear(z).view(z.size(0), -1, BOTTOM_WIDTH, BOTTOM_WIDTH)
+            for group, cond in zip(self.blocks, conds):
+                h = group[0](h, cond, use_in)
+                for attention in group[1:]:
+                    h = attention(h)
+            return torch.tanh(self.output_layer(h))
 
 
 class Discriminator(nn.Module):
@@ -448,18 +450,19 @@ class Discriminator(nn.Module):
         """
         features = []
         h = x
-        for group in self.blocks:
-            for block in group:
-                h = block(h)
-                features.append(h)
-        h = F.relu(h)
-        if relu_last_feature:
-            features[-1] = h
-        pooled = torch.sum(h, [2, 3])
-        features.append(pooled)
-        out = self.linear(pooled)
-        if y is not None:
-            out = out + torch.sum(self.embed(y) * pooled, 1, keepdim=True)
+        with ieee_float32(x.is_cuda):
+            for group in self.blocks:
+                for block in group:
+                    h = block(h)
+                    features.append(h)
+            h = F.relu(h)
+            if relu_last_feature:
+                features[-1] = h
+            pooled = torch.sum(h, [2, 3])
+            features.append(pooled)
+            out = self.linear(pooled)
+            if y is not None:
+                out = out + torch.sum(self.embed(y) * pooled, 1, keepdim=True)
         return out, features
 
 

@@ -29,6 +29,7 @@ from ganprior.models.prior import GenerativePrior
 from ganprior.ops.bias_act import bias_act, default_gain
 from ganprior.ops.conv2d_resample import conv2d_resample
 from ganprior.ops.modulated_conv import modulated_conv2d
+from ganprior.ops.precision import ieee_float32
 from ganprior.ops.upfirdn2d import downsample2d, setup_filter, upsample2d
 
 DEFAULT_RESAMPLE_FILTER = (1.0, 3.0, 3.0, 1.0)
@@ -333,10 +334,11 @@ class SynthesisNetwork(nn.Module):
         ws = ws.float()
         x = img = None
         w_idx = 0
-        for block in self.blocks():
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused)
+        with ieee_float32(ws.is_cuda):
+            for block in self.blocks():
+                block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+                w_idx += block.num_conv
+                x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused)
         return img
 
 
@@ -520,13 +522,15 @@ class Discriminator(nn.Module):
         img = img.float()
         x = None
         features = []
-        for res in self.block_resolutions:
-            x, img = getattr(self, f"b{res}")(x, img)
-            features.append(x)
-        cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        h = self.b4.features(x, img)
-        features.append(h)
-        return self.b4.output(h, cmap), features
+        with ieee_float32(img.is_cuda):
+            for res in self.block_resolutions:
+                x, img = getattr(self, f"b{res}")(x, img)
+                features.append(x)
+            cmap = self.mapping(None, c) if self.c_dim > 0 else None
+            h = self.b4.features(x, img)
+            features.append(h)
+            logits = self.b4.output(h, cmap)
+        return logits, features
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         return self.forward_with_features(img, c)[0]

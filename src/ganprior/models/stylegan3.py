@@ -12,7 +12,6 @@ Also the home of the pieces StyleGAN-XL shares with StyleGAN3 (its stem *is* thi
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ from ganprior.models import stylegan2
 from ganprior.models.prior import GenerativePrior
 from ganprior.ops.bias_act import bias_act
 from ganprior.ops.filtered_lrelu import filtered_lrelu
+from ganprior.ops.precision import ieee_float32
 
 
 class IncompatibleNetworkError(ValueError):
@@ -42,21 +42,6 @@ class IncompatibleNetworkError(ValueError):
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Scale each row to unit mean square (how z and class embeddings enter the mapping network)."""
     return x * (x.square().mean(1, keepdim=True) + eps).rsqrt()
-
-
-@contextlib.contextmanager
-def ieee_float32(enabled: bool = True):
-    """Run convolutions/matmuls in true float32 on CUDA: cuDNN's TF32 default (10-bit mantissa) moves
-    StyleGAN3/XL images by ~1e-3, far outside official parity. Restores the global flags afterwards."""
-    if not enabled:
-        yield
-        return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _plain(value: Any) -> Any:
