@@ -33,11 +33,12 @@ class BoundedStyleGAN2(StyleGAN2Prior):
         return torch.tanh(super().synthesis(ws, c, noise_mode, fused_modconv))
 
 
-def tiny_prior(c_dim: int = 0, w_dim: int = 8) -> BoundedStyleGAN2:
+def tiny_prior(c_dim: int = 0, w_dim: int = 8, discriminator: bool = False) -> BoundedStyleGAN2:
     torch.manual_seed(0)
+    d = dict(c_dim=c_dim, img_resolution=32, channel_base=256, channel_max=32) if discriminator else None
     return BoundedStyleGAN2(dict(z_dim=w_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=32,
                                  mapping_kwargs=dict(num_layers=2),
-                                 synthesis_kwargs=dict(channel_base=256, channel_max=32))).eval()
+                                 synthesis_kwargs=dict(channel_base=256, channel_max=32)), d).eval()
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +95,55 @@ def test_restoration_beats_the_degraded_input_where_information_is_missing(prior
     print(f"{method} {task}: restored {restored_err:.5f} vs degraded-input baseline {degraded_err:.5f}")
     assert degraded_err > 1e-3  # the task really removed information
     assert restored_err < 0.6 * degraded_err
+
+
+@pytest.mark.parametrize("method", ["cri", "wplus", "pti"])
+def test_discriminator_perceptual_on_sr_compares_upsampled_images_and_restores(clean, method):
+    """×4 SR at 32² observes 8² images, which a 32² discriminator cannot take: the perceptual term
+    compares both degraded images bilinearly upsampled to 32², the MSE stays at 8²."""
+    prior = tiny_prior(discriminator=True)
+    deg = parse_task("sr4")
+    y = deg(clean)
+    seen: list[tuple[int, ...]] = []
+    features = prior.discriminator_features
+
+    def spy(img, c=None):
+        seen.append(tuple(img.shape[-2:]))
+        return features(img, c)
+
+    prior.discriminator_features = spy
+    result = ganprior.restore(y, task="sr4", method=method, model=prior, perceptual="discriminator",
+                              progress=False, options=STEPS[method])
+    assert seen and set(seen) == {(32, 32)}
+    assert result.stopped is None and "perceptual" in result.losses[-1]
+    restored_err, degraded_err = _missing_part_errors("sr4", clean, y, deg, result.restored)
+    print(f"{method} sr4 discriminator: restored {restored_err:.5f} vs bicubic {degraded_err:.5f}")
+    assert restored_err < 0.6 * degraded_err
+
+
+def test_perceptual_view_upsamples_only_what_the_network_cannot_take():
+    class Needs16(PerceptualDistance):
+        name, min_size = "needs-16", 16
+
+        def forward(self, a, b):
+            assert min(a.shape[-2:]) >= 16 and a.shape == b.shape
+            return (a - b).square().flatten(1).mean(1)
+
+    from ganprior.methods import ReconstructionLoss
+
+    img = torch.rand(2, 3, 32, 32) * 2 - 1
+    sr = parse_task("sr4")
+    loss = ReconstructionLoss(Needs16(), sr, sr(img[:1]), l2_weight=1.0)
+    terms = loss.terms(img)
+    up = lambda x: torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)  # noqa: E731
+    expected = (up(sr(img)) - up(sr(img[:1]))).square().flatten(1).mean(1)
+    assert torch.allclose(terms["perceptual"], expected)
+    assert torch.allclose(terms["l2"], (sr(img) - sr(img[:1])).square().flatten(1).mean(1))
+    gray = parse_task("colorize")
+    same_size = ReconstructionLoss(Needs16(), gray, gray(img[:1]))  # 32² observation: compared as is
+    assert float(same_size.terms(img[:1])["perceptual"]) == 0.0
+    with pytest.raises(PerceptualUnavailableError, match="at least 16 px"):
+        loss.terms(img[:, :, :8, :8])
 
 
 def test_cri_centroid_start_is_closer_than_w_avg(prior):

@@ -14,8 +14,6 @@ Which paper used which:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +31,9 @@ class PerceptualDistance(nn.Module):
     """Base class: ``forward(a, b) -> [N]`` distances; frozen, never trained."""
 
     name: str = "abstract"
+    #: smallest image side the network accepts (0 = any). Smaller observations (super-resolution) are
+    #: compared after upsampling to the generator resolution (``methods.base.ReconstructionLoss``).
+    min_size: int = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,16 +90,39 @@ class FeatureNetDistance(PerceptualDistance):
         return total
 
 
+def _has_batch_statistics(prior: nn.Module) -> bool:
+    from ganprior.models.stylegan2 import MinibatchStdLayer
+
+    d = getattr(prior, "D", None)
+    return isinstance(d, nn.Module) and any(isinstance(m, MinibatchStdLayer) for m in d.modules())
+
+
+def discriminator_features(prior: nn.Module, img: torch.Tensor) -> list[torch.Tensor]:
+    """The prior's discriminator features of ``img`` with no class (DGP calls D without y; the class
+    only enters the logit).
+
+    A StyleGAN2 D mixes the images of a batch (minibatch-std layer), so a batch is then run one image
+    at a time: every image gets the same batch-1 features however it is batched.
+    """
+    c = torch.zeros(img.shape[0], prior.c_dim, device=img.device) if prior.c_dim else None
+    if img.shape[0] > 1 and _has_batch_statistics(prior):
+        per_image = [prior.discriminator_features(img[i:i + 1], None if c is None else c[i:i + 1])
+                     for i in range(img.shape[0])]
+        return [torch.cat(fs) for fs in zip(*per_image)]
+    return prior.discriminator_features(img, c)
+
+
 class DiscriminatorDistance(PerceptualDistance):
     """DGP's feature-matching loss: sum over the last ``num_features`` discriminator activations of
-    the mean absolute difference (``None`` = all of them)."""
+    the mean absolute difference (``None`` = all of them). The discriminator only takes images at the
+    generator resolution (``min_size``)."""
 
     name = "discriminator"
 
     def __init__(self, num_features: int | None = None) -> None:
         super().__init__()
         self.num_features = num_features
-        self._features: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+        self._prior: nn.Module | None = None
 
     def prepare(self, prior: nn.Module | None) -> "DiscriminatorDistance":
         if prior is None or not getattr(prior, "has_discriminator", False):
@@ -106,12 +130,13 @@ class DiscriminatorDistance(PerceptualDistance):
                 "perceptual 'discriminator' needs a model loaded with its discriminator; "
                 "this model has none: choose another --perceptual"
             )
-        self._features = prior.discriminator_features
+        self._prior = prior
+        self.min_size = int(prior.resolution)
         return self
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        assert self._features is not None, "call prepare(prior) first"
-        fa, fb = self._features(a), self._features(b)
+        assert self._prior is not None, "call prepare(prior) first"
+        fa, fb = discriminator_features(self._prior, a), discriminator_features(self._prior, b)
         k = self.num_features or len(fa)
         total = a.new_zeros(a.shape[0])
         for x, y in zip(fa[-k:], fb[-k:]):
@@ -127,10 +152,13 @@ class LpipsPackageDistance(PerceptualDistance):
     """
 
     BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
+    #: VGG's conv5 needs 16 px after four 2x poolings; AlexNet's stride-4 conv and two 3x3/2 poolings need 31
+    MIN_SIZES = {"vgg": 16, "alex": 31}
 
     def __init__(self, net: str) -> None:
         super().__init__()
         self.name = f"lpips-{net}"
+        self.min_size = self.MIN_SIZES[net]
         try:
             import lpips
         except ImportError as exc:
@@ -159,6 +187,7 @@ class NvidiaVGG16Distance(PerceptualDistance):
 
     name = "nvidia-vgg16"
     file_name = "vgg16.pt"
+    min_size = 16  # conv5 after four 2x poolings
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__()

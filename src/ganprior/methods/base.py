@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ganprior.losses import PerceptualDistance, get_perceptual
+from ganprior.losses import PerceptualDistance, PerceptualUnavailableError, get_perceptual
 from ganprior.models.prior import GenerativePrior
 
 
@@ -67,6 +68,10 @@ class ReconstructionLoss(nn.Module):
     ``weight`` ([1, 1, h, w], 1 = constrain) blanks regions that must not constrain the latent
     (letterbox padding, pixels the degradation never observed) in both images; the MSE is
     normalised by the weighted area so padding does not dilute it.
+
+    Observations smaller than the perceptual network accepts (``P.min_size``, e.g. the 8² image of ×4
+    SR at 32²) are compared, both of them, after bilinear upsampling back to the generator resolution,
+    as DGP compares its SR images; the MSE stays on the true low-resolution observation.
     """
 
     def __init__(
@@ -94,10 +99,23 @@ class ReconstructionLoss(nn.Module):
         target = self.target
         out: dict[str, torch.Tensor] = {}
         if self.perceptual_weight:
-            out["perceptual"] = self.perceptual(_rgb(degraded), _rgb(target).expand(degraded.shape[0], -1, -1, -1))
+            size = tuple(img.shape[-2:])
+            fake, real = self._perceptual_view(degraded, size), self._perceptual_view(target, size)
+            out["perceptual"] = self.perceptual(fake, real.expand(fake.shape[0], -1, -1, -1))
         if self.l2_weight:
             out["l2"] = (degraded - target).square().flatten(1).mean(1) / self._area
         return out
+
+    def _perceptual_view(self, img: torch.Tensor, generator_size: tuple[int, ...]) -> torch.Tensor:
+        """RGB, upsampled to the generator resolution when too small for the perceptual network."""
+        needed = self.perceptual.min_size
+        if min(img.shape[-2:]) >= needed:
+            return _rgb(img)
+        if min(generator_size) < needed:
+            raise PerceptualUnavailableError(
+                f"perceptual {self.perceptual.name!r} needs images of at least {needed} px; this generator "
+                f"makes {generator_size[0]}x{generator_size[1]}: choose another --perceptual")
+        return _rgb(F.interpolate(img, size=generator_size, mode="bilinear", align_corners=False))
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
