@@ -236,6 +236,11 @@ def optimize(
 
 
 # ----- registry -------------------------------------------------------------------------------
+#: options of the class search (CRI's centroid banks) that every latent method runs when the class is
+#: unknown and the model ships no classifier
+CLASS_SEARCH_DEFAULTS: dict[str, Any] = {"n_clusters": 10, "n_samples": 10_000, "chunk": 8}
+
+
 class Method(ABC):
     """A restoration method: named, with presets, options overridable one by one."""
 
@@ -267,7 +272,7 @@ class Method(ABC):
     ) -> Result:
         """Restore ``observation`` (= degradation(clean), ``[1, C, h, w]``) with ``prior``."""
 
-    # helpers shared by the concrete methods
+    # helpers shared by the latent methods (options perceptual, *_weight, n_clusters, n_samples, chunk)
     def reconstruction_loss(
         self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
         weight: torch.Tensor | None, l2_weight: float, perceptual_weight: float = 1.0,
@@ -275,6 +280,44 @@ class Method(ABC):
         needs_net = perceptual_weight != 0
         perceptual = get_perceptual(self.options["perceptual"] if needs_net else "mse", prior)
         return ReconstructionLoss(perceptual, degradation, observation, weight, perceptual_weight, l2_weight)
+
+    def start(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
+              weight: torch.Tensor | None, class_index: int | None, seed: int, progress: bool,
+              frame_every: int) -> "RunStart":
+        """Seed, recorder, the loss on the observation, and the class (given, classified or searched)."""
+        from ganprior.methods.centroids import resolve_class
+
+        o = self.options
+        torch.manual_seed(seed)
+        recorder = RunRecorder(progress, frame_every)
+        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
+        with recorder.timed("class"):
+            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
+                                                       o["n_samples"], seed, o["chunk"])
+        return RunStart(recorder, loss, prior.class_matrix(cls, 1), cls, score, source, extras)
+
+    @torch.no_grad()
+    def finish(self, prior: GenerativePrior, ws: torch.Tensor, run: "RunStart",
+               delta: dict[str, torch.Tensor] | None = None, render: GenerativePrior | None = None) -> Result:
+        """Render the final latent (with the tuned generator when there is one) and package the result."""
+        image = (prior if render is None else render).synthesis(ws, run.c).clamp(-1, 1)
+        result = Result(method=self.name, image=image, latent=ws, class_index=run.class_index,
+                        class_score=run.class_score, class_source=run.class_source, generator_delta=delta or {},
+                        options=dict(self.options), extras=run.extras)
+        return run.recorder.fill(result)
+
+
+@dataclass
+class RunStart:
+    """What :meth:`Method.start` sets up: recorder, loss, the class row ``c`` and how the class was found."""
+
+    recorder: RunRecorder
+    loss: ReconstructionLoss
+    c: torch.Tensor
+    class_index: int | None
+    class_score: float | None
+    class_source: str | None
+    extras: dict[str, Any]
 
 
 _METHODS: dict[str, type[Method]] = {}

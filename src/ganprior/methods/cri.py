@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from ganprior.methods.base import Method, Result, RunRecorder, register_method
-from ganprior.methods.centroids import centroid_bank, resolve_class, score_latents
-from ganprior.methods.projection import finish, mean_w, optimize_ws
+from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, register_method
+from ganprior.methods.centroids import centroid_bank, score_latents
+from ganprior.methods.projection import mean_w, optimize_ws
 from ganprior.methods.pti import generator_delta, pivotal_tuning
 
 
@@ -39,9 +39,7 @@ class CRI(Method):
         "reg_alpha": 30.0,
         "reg_perceptual_weight": 10.0,
         "reg_l2_weight": 0.0,  # λ^R_L2
-        "n_clusters": 10,
-        "n_samples": 10_000,
-        "chunk": 8,
+        **CLASS_SEARCH_DEFAULTS,  # also the centroid bank's size and scoring chunk
         "cache": True,
         "compare_w_avg": True,  # also score w_avg, to report how much closer the centroid start is
     }
@@ -49,15 +47,10 @@ class CRI(Method):
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0) -> Result:
         o = self.options
-        torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
-        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
-        with recorder.timed("class"):
-            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
-                                                       o["n_samples"], seed, o["chunk"])
-        c = prior.class_matrix(cls, 1)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        recorder, loss, c, extras = run.recorder, run.loss, run.c, run.extras
         with recorder.timed("centroids"):
-            bank = centroid_bank(prior, cls, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])
+            bank = centroid_bank(prior, run.class_index, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])
             scores = score_latents(prior, bank, c, loss, o["chunk"])
             best = int(scores.argmin())
             extras.update(centroid_index=best, centroid_scores=[float(s) for s in scores],
@@ -73,4 +66,4 @@ class CRI(Method):
         tuning_loss = loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
         tuned = pivotal_tuning(prior, pivot, c, tuning_loss, recorder, o["tuning_steps"], o["tuning_lr"],
                                o["reg_weight"], o["reg_alpha"], o["reg_perceptual_weight"], o["reg_l2_weight"], seed)
-        return finish(self, prior, pivot, c, recorder, cls, score, source, extras, generator_delta(prior, tuned), tuned)
+        return self.finish(prior, pivot, run, generator_delta(prior, tuned), tuned)

@@ -9,9 +9,9 @@ W+: one w per layer, same start and schedule.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ganprior.methods.base import (
+    CLASS_SEARCH_DEFAULTS,
     Method,
     ReconstructionLoss,
     Result,
@@ -20,7 +20,7 @@ from ganprior.methods.base import (
     register_method,
     stylegan_lr_ramp,
 )
-from ganprior.methods.centroids import resolve_class, sample_w, score_latents
+from ganprior.methods.centroids import sample_w, score_latents
 from ganprior.models.prior import GenerativePrior
 
 
@@ -84,38 +84,19 @@ class _ProjectionBase(Method):
         "perceptual_weight": 1.0,
         "l2_weight": 0.0,
         "w_avg_samples": 10_000,
-        # class search when the class is unknown and no classifier ships with the model
-        "n_clusters": 10,
-        "n_samples": 10_000,
-        "chunk": 8,
+        **CLASS_SEARCH_DEFAULTS,
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0) -> Result:
         o = self.options
-        torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
-        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
-        with recorder.timed("class"):
-            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
-                                                       o["n_samples"], seed, o["chunk"])
-        c = prior.class_matrix(cls, 1)
-        with recorder.timed("start"):
-            start = mean_w(prior, c, o["w_avg_samples"], seed)
-            extras["start_loss"] = float(score_latents(prior, start[:, 0], c, loss)[0])
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        with run.recorder.timed("start"):
+            start = mean_w(prior, run.c, o["w_avg_samples"], seed)
+            run.extras["start_loss"] = float(score_latents(prior, start[:, 0], run.c, run.loss)[0])
         init = broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
-        ws = optimize_ws(prior, c, loss, init, o["steps"], o["lr"], recorder, self.name)
-        return finish(self, prior, ws, c, recorder, cls, score, source, extras)
-
-
-@torch.no_grad()
-def finish(method: Method, prior: GenerativePrior, ws: torch.Tensor, c: torch.Tensor, recorder: RunRecorder,
-           cls, score, source, extras, delta: dict | None = None, render: nn.Module | None = None) -> Result:
-    """Render the final latent (with the tuned generator when there is one) and package the result."""
-    image = (prior if render is None else render).synthesis(ws, c).clamp(-1, 1)
-    result = Result(method=method.name, image=image, latent=ws, class_index=cls, class_score=score,
-                    class_source=source, generator_delta=delta or {}, options=dict(method.options), extras=extras)
-    return recorder.fill(result)
+        ws = optimize_ws(prior, run.c, run.loss, init, o["steps"], o["lr"], run.recorder, self.name)
+        return self.finish(prior, ws, run)
 
 
 @register_method

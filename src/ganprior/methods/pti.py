@@ -15,6 +15,7 @@ import copy
 import torch
 
 from ganprior.methods.base import (
+    CLASS_SEARCH_DEFAULTS,
     Method,
     ReconstructionLoss,
     Result,
@@ -23,8 +24,7 @@ from ganprior.methods.base import (
     optimize,
     register_method,
 )
-from ganprior.methods.centroids import resolve_class
-from ganprior.methods.projection import finish, mean_w, optimize_ws
+from ganprior.methods.projection import mean_w, optimize_ws
 from ganprior.models.prior import GenerativePrior
 
 
@@ -129,9 +129,7 @@ class PTI(Method):
         "reg_perceptual_weight": 10.0,
         "reg_l2_weight": 0.0,
         "w_avg_samples": 10_000,
-        "n_clusters": 10,
-        "n_samples": 10_000,
-        "chunk": 8,
+        **CLASS_SEARCH_DEFAULTS,
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
@@ -139,17 +137,12 @@ class PTI(Method):
         o = self.options
         if o["projection_space"] not in ("w", "wplus"):
             raise ValueError(f"projection_space must be 'w' or 'wplus', got {o['projection_space']!r}")
-        torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
-        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
-        with recorder.timed("class"):
-            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
-                                                       o["n_samples"], seed, o["chunk"])
-        c = prior.class_matrix(cls, 1)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        recorder, loss, c = run.recorder, run.loss, run.c
         with recorder.timed("start"):
             start = mean_w(prior, c, o["w_avg_samples"], seed)
         init = start.expand(-1, prior.num_ws, -1).clone() if o["projection_space"] == "wplus" else start
         pivot = optimize_ws(prior, c, loss, init, o["projection_steps"], o["projection_lr"], recorder, "projection")
         tuned = pivotal_tuning(prior, pivot, c, loss, recorder, o["tuning_steps"], o["tuning_lr"], o["reg_weight"],
                                o["reg_alpha"], o["reg_perceptual_weight"], o["reg_l2_weight"], seed)
-        return finish(self, prior, pivot, c, recorder, cls, score, source, extras, generator_delta(prior, tuned), tuned)
+        return self.finish(prior, pivot, run, generator_delta(prior, tuned), tuned)

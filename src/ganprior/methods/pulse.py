@@ -15,9 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ganprior.methods.base import Method, Result, RunRecorder, optimize, register_method
-from ganprior.methods.centroids import resolve_class, sample_w
-from ganprior.methods.projection import finish
+from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, optimize, register_method
+from ganprior.methods.centroids import sample_w
 
 
 def linear_one_cycle_drop(peak: float) -> Callable[[float], float]:
@@ -51,21 +50,14 @@ class PULSE(Method):
         "l2_weight": 25.0,
         "geocross_weight": 0.05,
         "fit_samples": 10_000,
-        "n_clusters": 10,
-        "n_samples": 10_000,
-        "chunk": 8,
+        **CLASS_SEARCH_DEFAULTS,
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0) -> Result:
         o = self.options
-        torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
-        loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
-        with recorder.timed("class"):
-            cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],
-                                                       o["n_samples"], seed, o["chunk"])
-        c = prior.class_matrix(cls, 1)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        recorder, loss, c = run.recorder, run.loss, run.c
         with recorder.timed("gaussian-fit"):
             gaussian = F.leaky_relu(sample_w(prior, c, o["fit_samples"], seed), 5.0)
             mean, std = gaussian.mean(0), gaussian.std(0)
@@ -92,4 +84,4 @@ class PULSE(Method):
 
         with torch.enable_grad():
             optimize("pulse", [latent], step, o["steps"], linear_one_cycle_drop(o["lr"]), recorder, back_to_sphere)
-        return finish(self, prior, ws().detach(), c, recorder, cls, score, source, extras)
+        return self.finish(prior, ws().detach(), run)
