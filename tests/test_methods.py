@@ -16,7 +16,13 @@ import torch
 
 import ganprior
 from ganprior.degradations import parse_task, resize, to_gray
-from ganprior.losses import PerceptualDistance, PerceptualUnavailableError, get_perceptual, register_perceptual
+from ganprior.losses import (
+    PerceptualDistance,
+    PerceptualFallbackWarning,
+    PerceptualUnavailableError,
+    get_perceptual,
+    register_perceptual,
+)
 from ganprior.methods import NonFiniteLossError, get_method_class
 from ganprior.methods import centroids as centroids_module
 from ganprior.models.stylegan2 import StyleGAN2Prior
@@ -144,6 +150,79 @@ def test_perceptual_view_upsamples_only_what_the_network_cannot_take():
     assert float(same_size.terms(img[:1])["perceptual"]) == 0.0
     with pytest.raises(PerceptualUnavailableError, match="at least 16 px"):
         loss.terms(img[:, :, :8, :8])
+
+
+def test_discriminator_distance_does_not_mix_a_batch_through_minibatch_std():
+    prior = tiny_prior(discriminator=True)  # SG2 D: minibatch-std over groups of 4
+    distance = get_perceptual("discriminator", prior)
+    a, b = torch.rand(2, 4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        together = distance(a, b)
+        alone = torch.cat([distance(a[i:i + 1], b[i:i + 1]) for i in range(4)])
+    assert torch.allclose(together, alone, atol=1e-6) and bool((together > 0).all())
+
+
+def _fake_nvidia_vgg16(path) -> None:
+    """A TorchScript stand-in with the call convention of NVIDIA's vgg16.pt (pixels as the embedding)."""
+
+    class FakeVGG(torch.nn.Module):
+        def forward(self, x: torch.Tensor, resize_images: bool = False, return_lpips: bool = False) -> torch.Tensor:
+            return x.flatten(1) / 255
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(torch.jit.script(FakeVGG()), str(path))
+
+
+@pytest.fixture
+def no_downloads(monkeypatch):
+    import pooch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded in offline mode")
+
+    monkeypatch.setenv("GANPRIOR_OFFLINE", "1")
+    monkeypatch.setattr(pooch, "retrieve", refuse)
+
+
+def test_auto_perceptual_order_shipped_net_then_vgg_then_discriminator(no_downloads):
+    from ganprior.losses import cache_dir
+
+    with_d = tiny_prior(discriminator=True)
+    shipped = tiny_prior(discriminator=True)
+    object.__setattr__(shipped, "feature_net", lambda_net(torch.nn.Conv2d(3, 4, 3, padding=1)))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerceptualFallbackWarning)  # the first two choices are silent
+        assert get_perceptual("auto", shipped).name == "feature-net"  # even with D (and later with vgg16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+            _fake_nvidia_vgg16(cache_dir() / "networks" / "vgg16.pt")
+        assert get_perceptual("auto", with_d).name == "nvidia-vgg16"
+        assert get_perceptual("auto", shipped).name == "feature-net"
+    (cache_dir() / "networks" / "vgg16.pt").unlink()
+    with pytest.warns(PerceptualFallbackWarning, match="discriminator because nvidia-vgg16 is unavailable"):
+        assert get_perceptual("auto", with_d).name == "discriminator"
+    with pytest.raises(PerceptualUnavailableError, match="no feature network and has no discriminator"):
+        get_perceptual("auto", tiny_prior())
+
+
+def test_perceptual_actually_used_is_recorded_in_run_json(clean, no_downloads, tmp_path):
+    import json
+
+    from ganprior.results import RUN_FILE
+
+    prior = tiny_prior(discriminator=True)
+    y = parse_task("colorize")(clean)
+    with pytest.warns(PerceptualFallbackWarning):
+        result = ganprior.restore(y, task="colorize", method="wplus", model=prior, progress=False,
+                                  options=dict(steps=3, n_samples=50, w_avg_samples=50))
+    assert result.config["options"]["perceptual"] == "auto"
+    run = json.loads((result.save(tmp_path / "run") / RUN_FILE).read_text())
+    assert run["config"]["perceptual"] == run["extras"]["perceptual"] == "discriminator"
+    explicit = ganprior.restore(y, task="colorize", method="wplus", model=prior, progress=False, perceptual="mse",
+                                options=dict(steps=3, n_samples=50, w_avg_samples=50))
+    assert explicit.config["perceptual"] == "mse"
 
 
 def test_cri_centroid_start_is_closer_than_w_avg(prior):

@@ -151,6 +151,7 @@ def restore(
         "family": family, "resolution": R, "fit": fit, "seed": seed, "steps_cap": steps, "scale": factor,
         "class_index_given": class_index, "input": source, "input_size": [int(h), int(w)],
         "output_size": list(out_size), "degradation": _describe(full), "options": dict(runner.options),
+        "perceptual": result.extras.get("perceptual"),  # what "auto" (or the option) actually became
     }
     result.timings["total"] = time.perf_counter() - started
     return RestorationResult(image=fused, restored=restored, observation=observation, result=result, config=config,

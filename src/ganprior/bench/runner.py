@@ -199,7 +199,8 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
     except (ValueError, RuntimeError) as err:  # finished cells stay stored: fix the cause and re-run
         raise BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}") from err
     info = {"class_index": result.class_index, "class_source": result.result.class_source,
-            "stopped": result.stopped, "timings": {k: round(v, 4) for k, v in result.timings.items()}}
+            "perceptual": result.config.get("perceptual"), "stopped": result.stopped,
+            "timings": {k: round(v, 4) for k, v in result.timings.items()}}
     scored = result.restored if spec.score == "raw" else result.image
     return scored.detach().cpu(), info
 

@@ -40,7 +40,9 @@ def _per_image_errors() -> tuple[type[Exception], ...]:
               show_default=True, help="Output folder: one run directory per image.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every stage at this many iterations (quick runs).")
 @click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True)
-@click.option("--perceptual", default=None, help="Perceptual distance (nvidia-vgg16, lpips-vgg, lpips-alex, discriminator, feature-net, mse).")
+@click.option("--perceptual", default=None,
+              help="Perceptual distance (auto, nvidia-vgg16, lpips-vgg, lpips-alex, discriminator, feature-net, mse); "
+                   "default auto: the model's own feature net, else nvidia-vgg16, else (offline) its discriminator.")
 @click.option("--fit", type=click.Choice(["letterbox", "crop"]), default="letterbox", show_default=True,
               help="How a non-square photo goes onto the generator canvas.")
 @click.option("--device", default="cpu", show_default=True)

@@ -4,10 +4,15 @@
 (its discriminator, its shipped feature network). New distances register with
 ``register_perceptual(name, factory)``; a factory takes keyword options and returns a
 :class:`PerceptualDistance`.
+
+``auto`` (the methods' default) picks per model: the feature network the model ships (the embedded
+emoji32 ships the emoji-feature-net), else NVIDIA's VGG16-LPIPS when it is cached or downloadable,
+else, offline, the model's own discriminator (with a warning saying so).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 from torch import nn
@@ -38,23 +43,55 @@ def register_perceptual(name: str, factory: Callable[..., PerceptualDistance]) -
     _REGISTRY[name] = factory
 
 
+AUTO = "auto"
+
+
+class PerceptualFallbackWarning(UserWarning):
+    """``auto`` could not use its preferred distance and fell back to another one."""
+
+
 def available_perceptuals() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted([*_REGISTRY, AUTO])
 
 
 def get_perceptual(name: str | PerceptualDistance, prior: nn.Module | None = None, **options) -> PerceptualDistance:
-    """Build the named distance (or pass an instance through) and bind it to ``prior``."""
+    """Build the named distance (or pass an instance through) and bind it to ``prior``.
+
+    ``auto`` resolves per model (module doc); the distance's ``name`` then says which one it became.
+    """
     if isinstance(name, PerceptualDistance):
         return name.prepare(prior)
+    if name == AUTO:
+        return auto_perceptual(prior)
     if name not in _REGISTRY:
         raise ValueError(f"unknown perceptual distance {name!r}; choose one of {', '.join(available_perceptuals())}")
     distance = _REGISTRY[name](**options).prepare(prior)
     return distance.to(prior.device) if prior is not None else distance
 
 
+def auto_perceptual(prior: nn.Module | None) -> PerceptualDistance:
+    """The model's own feature network, else ``nvidia-vgg16``, else (offline) its discriminator."""
+    if getattr(prior, "feature_net", None) is not None:
+        return get_perceptual("feature-net", prior)
+    try:
+        return get_perceptual("nvidia-vgg16", prior)
+    except PerceptualUnavailableError as exc:
+        if not getattr(prior, "has_discriminator", False):
+            raise PerceptualUnavailableError(
+                f"no perceptual distance for this model: it ships no feature network and has no discriminator, "
+                f"and {exc}; or choose one with --perceptual (e.g. lpips-alex, mse)") from exc
+        reason = "nvidia-vgg16 is unavailable (not cached, download failed or GANPRIOR_OFFLINE set)"
+        warnings.warn(f"perceptual distance: using the model's discriminator because {reason}",
+                      PerceptualFallbackWarning, stacklevel=2)
+        return get_perceptual("discriminator", prior)
+
+
 __all__ = [
+    "AUTO",
     "PerceptualDistance",
+    "PerceptualFallbackWarning",
     "PerceptualUnavailableError",
+    "auto_perceptual",
     "available_perceptuals",
     "cache_dir",
     "get_perceptual",

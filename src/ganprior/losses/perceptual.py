@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganprior.loading.registry import cache_dir
+from ganprior.loading.registry import cache_dir, offline
 
 NVIDIA_VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
 
@@ -200,6 +200,10 @@ class NvidiaVGG16Distance(PerceptualDistance):
         target = cache_dir() / "networks" / self.file_name
         if target.exists():
             return target
+        if offline():
+            raise PerceptualUnavailableError(
+                f"perceptual 'nvidia-vgg16' needs {self.file_name}: place it at {target} "
+                f"(download from {NVIDIA_VGG16_URL}); GANPRIOR_OFFLINE is set, so it is not fetched")
         import pooch
 
         try:

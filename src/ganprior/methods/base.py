@@ -303,7 +303,7 @@ class Method(ABC):
         image = (prior if render is None else render).synthesis(ws, run.c).clamp(-1, 1)
         result = Result(method=self.name, image=image, latent=ws, class_index=run.class_index,
                         class_score=run.class_score, class_source=run.class_source, generator_delta=delta or {},
-                        options=dict(self.options), extras=run.extras)
+                        options=dict(self.options), extras={**run.extras, "perceptual": run.loss.perceptual.name})
         return run.recorder.fill(result)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ganprior.losses import AUTO
 from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, register_method
 from ganprior.methods.centroids import centroid_bank, score_latents
 from ganprior.methods.projection import mean_w, optimize_ws
@@ -30,7 +31,7 @@ class CRI(Method):
         "offset_lr": 0.1,
         "tuning_steps": 350,
         "tuning_lr": 3e-4,
-        "perceptual": "nvidia-vgg16",
+        "perceptual": AUTO,  # the model's own feature net, else nvidia-vgg16, else its D
         "perceptual_weight": 1.0,
         "l2_weight": 100.0,  # λ1
         "offset_weight": 1.0,  # λ2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ganprior.losses import AUTO
 from ganprior.methods.base import (
     CLASS_SEARCH_DEFAULTS,
     Method,
@@ -80,7 +81,7 @@ class _ProjectionBase(Method):
     defaults = {
         "steps": 1000,
         "lr": 0.1,
-        "perceptual": "nvidia-vgg16",
+        "perceptual": AUTO,  # the model's own feature net, else nvidia-vgg16, else its D
         "perceptual_weight": 1.0,
         "l2_weight": 0.0,
         "w_avg_samples": 10_000,

@@ -14,6 +14,7 @@ import copy
 
 import torch
 
+from ganprior.losses import AUTO
 from ganprior.methods.base import (
     CLASS_SEARCH_DEFAULTS,
     Method,
@@ -121,7 +122,7 @@ class PTI(Method):
         "projection_space": "w",  # 'w' (PTI) or 'wplus'
         "tuning_steps": 350,
         "tuning_lr": 3e-4,
-        "perceptual": "nvidia-vgg16",
+        "perceptual": AUTO,  # the model's own feature net, else nvidia-vgg16, else its D
         "perceptual_weight": 1.0,
         "l2_weight": 1.0,
         "reg_weight": 1.0,
