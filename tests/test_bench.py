@@ -190,6 +190,28 @@ def test_image_sources_folder_list_and_errors(tmp_path):
     assert len(emoji) == 3 and all(i.label is not None for i in emoji)
 
 
+def test_limit_spreads_over_classes_deterministically(tmp_path):
+    from ganprior.data.emoji import load_emoji_test
+
+    n_classes = len(load_emoji_test(32).classes)
+    picked = load_images("emoji-test", 32, limit=n_classes)
+    assert sorted(i.label for i in picked) == list(range(n_classes))  # the first K would all be class 0
+    assert [i.id for i in load_images("emoji-test", 32, limit=n_classes)] == [i.id for i in picked]
+    other_seed = load_images("emoji-test", 32, limit=n_classes, seed=1)
+    assert [i.id for i in other_seed] != [i.id for i in picked]
+    two_rounds = load_images("emoji-test", 32, limit=2 * n_classes + 1, seed=3)
+    counts = [sum(i.label == k for i in two_rounds) for k in range(n_classes)]
+    assert sorted(counts) == [2] * (n_classes - 1) + [3]
+    img = torch.zeros(1, 3, 16, 16)
+    lines = []
+    for k in range(6):
+        save_image(img, tmp_path / f"{k}.png")
+        lines.append(f"{k}.png {k // 3}")  # sorted by class: 0 0 0 1 1 1
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    assert sorted(i.label for i in load_images(tmp_path / "list.txt", 16, limit=2)) == [0, 1]
+    assert [i.id for i in load_images(tmp_path, 16, limit=2)] == ["0", "1"]  # no labels: the first K
+
+
 def test_degraded_inputs_are_seeded_and_telea_fills_the_hole(tmp_path):
     y, x = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     clean = torch.stack([x, y, x * y]).unsqueeze(0) * 0.8

@@ -276,7 +276,7 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
             raise BenchError(str(err)) from err
     resolution = int(prior.resolution)
     images = load_images(config.images, resolution, limit=config.limit, root=config.images_root,
-                         resize_kernel=config.resize_kernel)
+                         resize_kernel=config.resize_kernel, seed=config.seed)
     out = Path(config.out)
     store = CellStore(out)
     model = _model_info(prior, config, model_label)

@@ -7,6 +7,10 @@
 
 Every photo becomes a square clean image at the generator resolution the way DGP and CRI prepare
 their targets: centre crop of the short side, then a Pillow-exact resize.
+
+``limit`` keeps K images. When the source has labels they are spread over the classes (seeded
+round-robin, :func:`spread_over_labels`), since sources are often sorted by class and the first K
+would all be one category; without labels the first K are kept.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from ganprior.images import ImageLoadError, from_uint8, load_image
@@ -88,16 +94,36 @@ def _read_list(path: Path, root: Path | None) -> list[tuple[Path, int | None, st
     return entries
 
 
-def _emoji_images(resolution: int, limit: int | None) -> list[BenchImage]:
+def spread_over_labels(labels: Sequence[int | None], limit: int | None, seed: int = 0) -> list[int]:
+    """Indices (ascending) of ``limit`` items taken round-robin over the classes.
+
+    The order of the classes and of the items inside each class is a seeded shuffle, so the choice is
+    deterministic and not biased towards the first class or the first items. Unlabelled items form one
+    more class; with no labels at all (or no limit) the first ``limit`` items are kept.
+    """
+    if limit is None or limit >= len(labels):
+        return list(range(len(labels)))
+    if all(label is None for label in labels):
+        return list(range(limit))
+    rng = np.random.default_rng(seed)
+    groups: dict[int | None, list[int]] = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(label, []).append(index)
+    members = list(groups.values())
+    queues = [rng.permutation(members[k]) for k in rng.permutation(len(members))]
+    round_robin = [int(q[r]) for r in range(max(map(len, queues))) for q in queues if r < len(q)]
+    return sorted(round_robin[:limit])
+
+
+def _emoji_images(resolution: int, limit: int | None, seed: int) -> list[BenchImage]:
     from ganprior.data.emoji import EmojiDataError, load_emoji_test
 
     try:
         data = load_emoji_test(resolution if resolution in (32, 64) else 64)
     except (EmojiDataError, ValueError) as err:
         raise ImageSourceError(f"the {EMOJI_TEST} source is unavailable: {err}") from err
-    count = len(data) if limit is None else min(limit, len(data))
     out = []
-    for i in range(count):
+    for i in spread_over_labels([int(label) for label in data.labels], limit, seed):
         clean = to_square(from_uint8(data.images[i]), resolution)
         label = int(data.labels[i])
         out.append(BenchImage(f"emoji{i:04d}", clean, label, f"{EMOJI_TEST}[{i}] {data.classes[label]}"))
@@ -105,12 +131,13 @@ def _emoji_images(resolution: int, limit: int | None) -> list[BenchImage]:
 
 
 def load_images(spec: str | Path, resolution: int, *, limit: int | None = None, root: str | Path | None = None,
-                resize_kernel: str = "bicubic") -> list[BenchImage]:
-    """The clean images of ``spec`` (folder, list file or ``emoji-test``), at most ``limit`` of them."""
+                resize_kernel: str = "bicubic", seed: int = 0) -> list[BenchImage]:
+    """The clean images of ``spec`` (folder, list file or ``emoji-test``), at most ``limit`` of them,
+    spread over the classes when there are labels (``seed`` picks which)."""
     if limit is not None and limit < 1:
         raise ImageSourceError(f"--limit must be at least 1, got {limit}")
     if str(spec) == EMOJI_TEST:
-        return _emoji_images(resolution, limit)
+        return _emoji_images(resolution, limit, seed)
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -121,7 +148,7 @@ def load_images(spec: str | Path, resolution: int, *, limit: int | None = None, 
         entries = _read_list(path, Path(root) if root is not None else None)
     else:
         raise ImageSourceError(f"image source {spec} is neither a folder, a list file nor '{EMOJI_TEST}'")
-    entries = entries[:limit] if limit is not None else entries
+    entries = [entries[i] for i in spread_over_labels([label for _, label, _ in entries], limit, seed)]
     ids = _unique_ids([Path(name).stem for _, _, name in entries])
     images = []
     for (file, label, _), image_id in zip(entries, ids):

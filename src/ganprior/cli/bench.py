@@ -51,7 +51,8 @@ def _print_protocols() -> None:
               help="Method presets (default: the protocol's 'paper', else 'fast').")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"),
               show_default=True, help="Output folder; re-running with the same folder resumes.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first K images.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only K images: spread over the classes (seeded) when the source has labels, else the first K.")
 @click.option("--protocol", default=None, help="A paper protocol preset (see --list-protocols).")
 @click.option("--list-protocols", is_flag=True, help="List the paper protocols with the papers' numbers and exit.")
 @click.option("--mask", default="center", show_default=True, help="Hole of inpainting tasks given with --tasks "
