@@ -33,7 +33,7 @@ from ganprior.methods.base import Method, Result, RunRecorder, register_method
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
 from ganprior.models.prior import GenerativePrior
-from ganprior.models.stylegan2 import MinibatchStdLayer
+from ganprior.losses.perceptual import discriminator_features
 
 #: DGP's Adam (decision 20): no first moment, eps 1e-8
 ADAM_BETAS = (0.0, 0.999)
@@ -45,25 +45,6 @@ class DGPError(ValueError):
 
 
 # ----- loss ----------------------------------------------------------------------------------------
-def _has_batch_statistics(prior: GenerativePrior) -> bool:
-    d = getattr(prior, "D", None)
-    return isinstance(d, nn.Module) and any(isinstance(m, MinibatchStdLayer) for m in d.modules())
-
-
-def _discriminator_features(prior: GenerativePrior, img: torch.Tensor) -> list[torch.Tensor]:
-    """Features with no class (DGP calls D without y; the class only enters the logit).
-
-    A StyleGAN2 D mixes the images of a batch (minibatch-std layer), so candidates are then scored one
-    at a time, with the same batch-1 statistics as the optimisation.
-    """
-    c = torch.zeros(img.shape[0], prior.c_dim, device=img.device) if prior.c_dim else None
-    if img.shape[0] > 1 and _has_batch_statistics(prior):
-        per_image = [prior.discriminator_features(img[i:i + 1], None if c is None else c[i:i + 1])
-                     for i in range(img.shape[0])]
-        return [torch.cat(fs) for fs in zip(*per_image)]
-    return prior.discriminator_features(img, c)
-
-
 class DGPLoss:
     """Discriminator-feature L1 (Eq. 3) and MSE between the degraded generator output and the observation.
 
@@ -79,7 +60,7 @@ class DGPLoss:
         self.target = self._masked(observation)
         self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
         with torch.no_grad():
-            self.target_features = [f.detach() for f in _discriminator_features(prior, self._d_input(self.target))]
+            self.target_features = [f.detach() for f in discriminator_features(prior, self._d_input(self.target))]
 
     def _masked(self, img: torch.Tensor) -> torch.Tensor:
         img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img
@@ -96,7 +77,7 @@ class DGPLoss:
         degraded = self._masked(self.degradation(img))
         out = {"mse": (degraded - self.target).square().flatten(1).mean(1) / self._area}
         if with_d:
-            fake = _discriminator_features(self.prior, self._d_input(degraded))
+            fake = discriminator_features(self.prior, self._d_input(degraded))
             k = len(fake) if d_features is None else min(int(d_features), len(fake))
             out["d_features"] = sum((f - t).abs().flatten(1).mean(1)
                                     for f, t in zip(fake[-k:], self.target_features[-k:]))
