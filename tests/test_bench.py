@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -237,3 +238,74 @@ def test_bad_configurations_are_one_clear_error(tmp_path):
     listing = CliRunner().invoke(cli, ["bench", "--list-protocols"])
     assert listing.exit_code == 0 and all(name in listing.output for name in PROTOCOLS)
     assert "| inpaint | LPIPS ↓ | 0.2612 | 0.1219 | 0.1164 |" in listing.output
+
+
+# ----- feat-dist: the model's own feature-network distance -------------------------------------------
+@pytest.fixture(scope="module")
+def emoji_feature_net():
+    from ganprior.loading.registry import EMBEDDED_FEATURE_NET_FILE, embedded_dir
+    from ganprior.models.feature_net import load_feature_net
+
+    return load_feature_net(embedded_dir() / EMBEDDED_FEATURE_NET_FILE)
+
+
+def _feat_dist(scorer, image: torch.Tensor, clean: torch.Tensor) -> float | None:
+    return scorer(image, clean, clean, parse_task("colorize", image_size=(32, 32)), None).get("feat_dist")
+
+
+def test_feat_dist_is_zero_on_identical_images_grows_with_noise_and_matches_its_definition(emoji_feature_net):
+    from types import SimpleNamespace
+
+    from ganprior.bench.scoring import ImageScorer
+
+    scorer = ImageScorer(("feat_dist",), prior=SimpleNamespace(feature_net=emoji_feature_net))
+    clean = load_images("emoji-test", 32, limit=1)[0].clean
+    assert _feat_dist(scorer, clean, clean) == pytest.approx(0.0, abs=1e-9)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    noisy = [(clean + sigma * noise).clamp(-1, 1) for sigma in (0.02, 0.05, 0.1, 0.2, 0.4)]
+    values = [_feat_dist(scorer, x, clean) for x in noisy]
+    assert values[0] > 0 and all(a < b for a, b in zip(values, values[1:])), values
+    # the definition, written out: unit-normalised channels, squared difference summed over channels,
+    # mean over space, summed over the four feature maps
+    with torch.no_grad():
+        fa, fb = emoji_feature_net(noisy[2]), emoji_feature_net(clean)
+    unit = [(x / x.norm(dim=1, keepdim=True), y / y.norm(dim=1, keepdim=True)) for x, y in zip(fa, fb)]
+    expected = sum(float((x - y).square().sum(1).mean()) for x, y in unit)
+    assert len(fa) == 4 and values[2] == pytest.approx(expected, rel=1e-4)
+    assert _feat_dist(scorer, noisy[2], clean) == pytest.approx(_feat_dist(scorer, clean, noisy[2]), rel=1e-5)
+
+
+def test_feat_dist_is_na_with_a_reason_for_a_model_without_a_feature_net(prior):
+    from ganprior.bench.scoring import MEASURES, ImageScorer, default_measures
+
+    assert "feat_dist" in default_measures("colorize") and "LPIPS" not in MEASURES["feat_dist"].label
+    scorer = ImageScorer(("psnr", "feat_dist"), prior=prior)
+    clean = torch.zeros(1, 3, 32, 32)
+    values = scorer(clean, clean, clean, parse_task("colorize", image_size=(32, 32)), None)
+    assert "psnr" in values and "feat_dist" not in values
+    assert "feature network" in scorer.unavailable["feat_dist"]
+
+
+def test_feat_dist_in_the_run_and_cells_follow_weights_and_per_task_options(tmp_path, emoji_feature_net):
+    net_prior = tiny_prior()
+    object.__setattr__(net_prior, "feature_net", emoji_feature_net)  # as attach_embedded_extras does
+    tasks = (TaskSpec.from_string("colorize"), TaskSpec.from_string("sr4"))
+    config = _config(tmp_path, methods=("wplus",), tasks=tasks, limit=1, steps=1)
+    results = run_benchmark(config, prior=net_prior, model_label="tiny", progress=False)
+    for task in ("colorize", "sr4"):
+        for column in results["columns"][task]:
+            assert results["aggregates"][task][column]["feat_dist"]["n"] == 1
+    assert "| feat-dist (emoji-feature-net) ↓ |" in (tmp_path / "table.md").read_text()
+
+    recomputed: list[Cell] = []
+    changed = replace(config, task_options={"sr4": {"wplus": {"lr": 0.05}}})
+    run_benchmark(changed, prior=net_prior, model_label="tiny", progress=False, after_cell=recomputed.append)
+    assert recomputed == [Cell("sr4", "wplus", results["images"][0]["id"])]  # only that task's method cell
+
+    recomputed.clear()
+    with torch.no_grad():
+        next(net_prior.G.parameters()).add_(0.01)  # other generator weights: no stale method cells
+    run_benchmark(changed, prior=net_prior, model_label="tiny", progress=False, after_cell=recomputed.append)
+    assert sorted(c.task for c in recomputed if c.column == "wplus") == ["colorize", "sr4"]
+    with pytest.raises(BenchError, match="task_options"):
+        _validate(replace(config, task_options={"inpaint": {"wplus": {}}}))

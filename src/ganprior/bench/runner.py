@@ -78,6 +78,9 @@ class BenchConfig:
     sheet_rows: int = 16
     #: per-method option overrides passed to ``restore(options=...)``
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per-task overrides on top of those: task name -> method -> options (e.g. DGP's per-stage lists,
+    #: whose length depends on the task's schedule)
+    task_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: extra method columns: name -> Variant(method, options, tasks)
     variants: dict[str, Variant] = field(default_factory=dict)
 
@@ -174,12 +177,15 @@ def make_degraded(spec: TaskSpec, clean: torch.Tensor, seed: int) -> Degraded:
     return Degraded(degradation, observation, masks[0] if masks else None, hole)
 
 
-def _method_and_options(column: str, config: BenchConfig) -> tuple[str, dict[str, Any]]:
-    """The registered method behind a column and the options it runs with."""
+def _method_and_options(column: str, config: BenchConfig, task: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The registered method behind a column and the options it runs with (on ``task`` when given)."""
     variant = config.variants.get(column)
-    if variant is None:
-        return column, dict(config.method_options.get(column, {}))
-    return variant.method, {**config.method_options.get(variant.method, {}), **variant.options}
+    method = column if variant is None else variant.method
+    per_task = config.task_options.get(task, {}) if task is not None else {}
+    options = {**config.method_options.get(method, {}), **per_task.get(method, {})}
+    if variant is not None:
+        options.update(variant.options)
+    return method, options
 
 
 def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, config: BenchConfig,
@@ -187,7 +193,7 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
     from ganprior.api import restore
     from ganprior.methods import get_method_class
 
-    method, options = _method_and_options(cell.column, config)
+    method, options = _method_and_options(cell.column, config, spec.name)
     # --perceptual concerns the methods that have a perceptual term (DGP uses its discriminator).
     perceptual = config.perceptual if "perceptual" in get_method_class(method).defaults else None
     # Inpainting goes as a task string so restore() can fit the mask; otherwise the exact operator.
@@ -234,6 +240,8 @@ def _validate(config: BenchConfig) -> None:
                              "supported by restore(); use the bicubic kernel")
     if config.steps is not None and config.steps < 0:
         raise BenchError(f"--steps must be >= 0, got {config.steps}")
+    if stray := sorted(set(config.task_options) - set(names)):
+        raise BenchError(f"task_options name task(s) {', '.join(stray)} that the run does not have ({names})")
 
 
 def _measures(spec: TaskSpec) -> tuple[str, ...]:
@@ -244,10 +252,22 @@ def _fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """Content hash of a module's weights and buffers, so cells of other weights are never reused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
 def _model_info(prior, config: BenchConfig, label: str | None) -> dict:
+    feature_net = getattr(prior, "feature_net", None)
     return {"name": label or config.model or "default", "family": getattr(prior, "family", None),
             "resolution": int(prior.resolution), "c_dim": int(prior.c_dim),
-            "parameters": int(sum(p.numel() for p in prior.parameters()))}
+            "parameters": int(sum(p.numel() for p in prior.parameters())), "weights": weights_digest(prior),
+            "feature_net": weights_digest(feature_net) if isinstance(feature_net, torch.nn.Module) else None}
 
 
 def _versions() -> dict:
@@ -300,7 +320,7 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
             seed = image_seed(config.seed, image.id)
             degraded = make_degraded(spec, image.clean, seed)
             _save_once(out / "inputs" / spec.name / f"{image.id}.png", degraded.observation)
-            scorer = ImageScorer(_measures(spec), config.lpips_net)
+            scorer = ImageScorer(_measures(spec), config.lpips_net, prior)
             for column in todo:
                 cell = Cell(spec.name, column, image.id)
                 bar.set_postfix_str(f"{spec.name} {column} {image.id}")
@@ -341,7 +361,7 @@ def _cell_fingerprint(config: BenchConfig, model: dict, spec: TaskSpec, image: B
                              "lpips_net": config.lpips_net}
     if column in config.methods:
         parts.update(preset=config.preset, steps=config.steps, perceptual=config.perceptual, label=image.label,
-                     use_labels=config.use_labels, method=_method_and_options(column, config))
+                     use_labels=config.use_labels, method=_method_and_options(column, config, spec.name))
     return _fingerprint(parts)
 
 

@@ -1,7 +1,8 @@
 """What the benchmark measures, and how each measure is computed from ``ganprior.metrics``.
 
 Per-image measures compare a restoration with its clean image (full image, or only the hole for
-inpainting), judge it without reference (NIQE) or check it against the observation (consistency).
+inpainting, or in the feature space of the network the model ships), judge it without reference
+(NIQE) or check it against the observation (consistency).
 Set measures (FID, KID) compare all restorations of one (task, method) with a reference set.
 A measure that cannot be computed honestly here (missing weights, image too small) is reported
 with the reason instead of a number.
@@ -39,6 +40,7 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
     Measure("mse", "MSE [0,1]", False, digits=5),
     Measure("rmse", "RMSE [0,255]", False, digits=2),
     Measure("lpips", "LPIPS", False),
+    Measure("feat_dist", "feat-dist (emoji-feature-net)", False),
     Measure("niqe", "NIQE", False),
     Measure("consistency", "Consistency RMSE", False, digits=2),
     Measure("fid", "FID", False, per_image=False, digits=2),
@@ -64,7 +66,7 @@ def default_measures(task: str) -> tuple[str, ...]:
         extra += ["psnr_hole", "ssim_hole"]
     if "sr" in kinds:
         extra += ["niqe"]
-    return ("psnr", "ssim", *extra, "lpips", "consistency", "fid", "kid")
+    return ("psnr", "ssim", *extra, "lpips", "feat_dist", "consistency", "fid", "kid")
 
 
 def _rmse_from_psnr(value: float) -> float:
@@ -76,14 +78,41 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class ImageScorer:
-    """Scores one restoration; remembers why a measure is unavailable so it is tried only once."""
+def feature_net_distance(prior: torch.nn.Module | None) -> torch.nn.Module:
+    """The ``feature-net`` perceptual distance of ``ganprior.losses`` bound to the network the model
+    ships (``prior.feature_net``, the emoji-feature-net of the embedded model); not LPIPS: no learned
+    channel weights, no human calibration. Models without such a network make it unavailable."""
+    from ganprior.losses.perceptual import FeatureNetDistance, PerceptualUnavailableError
 
-    def __init__(self, measures: tuple[str, ...], lpips_net: str = "alex") -> None:
+    if getattr(prior, "feature_net", None) is None:
+        raise MetricUnavailable("feat-dist", "the model ships no feature network (prior.feature_net)")
+    try:
+        return FeatureNetDistance().prepare(prior)
+    except PerceptualUnavailableError as err:
+        raise MetricUnavailable("feat-dist", str(err)) from err
+
+
+class ImageScorer:
+    """Scores one restoration; remembers why a measure is unavailable so it is tried only once.
+
+    ``prior`` is only needed for ``feat_dist`` (the model's own feature network).
+    """
+
+    def __init__(self, measures: tuple[str, ...], lpips_net: str = "alex",
+                 prior: torch.nn.Module | None = None) -> None:
         check_measures(measures)
         self.measures = tuple(m for m in measures if MEASURES[m].per_image)
         self.lpips_net = lpips_net
+        self.prior = prior
         self.unavailable: dict[str, str] = {}
+        self._feature_distance: torch.nn.Module | None = None
+
+    def _feat_dist(self, image: torch.Tensor, clean: torch.Tensor) -> float:
+        if self._feature_distance is None:
+            self._feature_distance = feature_net_distance(self.prior)
+        device = next(self._feature_distance.net.parameters()).device
+        with torch.inference_mode():
+            return float(self._feature_distance(image.to(device), clean.to(device))[0])
 
     def __call__(self, image: torch.Tensor, clean: torch.Tensor, observation: torch.Tensor,
                  degradation: torch.nn.Module, hole: torch.Tensor | None) -> dict[str, float | None]:
@@ -114,6 +143,8 @@ class ImageScorer:
                     from ganprior.metrics.lpips_metric import lpips_distance
 
                     value = float(lpips_distance(image, clean, net=self.lpips_net)[0])
+                elif key == "feat_dist":
+                    value = self._feat_dist(image, clean)
                 elif key == "niqe":
                     from ganprior.metrics.niqe import niqe
 
