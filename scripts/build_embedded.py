@@ -24,18 +24,22 @@ import argparse
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganprior.bench import EMOJI_TEST, BenchConfig, TaskSpec, run_benchmark
+from ganprior.bench.runner import TABLE_FILE
 from ganprior.cli.demo import restore_options
 from ganprior.data.emoji import CATEGORIES, load_emoji_npz, load_emoji_test
-from ganprior.degradations import parse_task, resize
+from ganprior.degradations import parse_task
 from ganprior.loading import attach_embedded_extras, load_native, save_native
-from ganprior.loading.registry import EMBEDDED_BANKS_FILE, EMBEDDED_FEATURE_NET_FILE, EMBEDDED_FILE, embedded_dir
-from ganprior.losses.perceptual import FeatureNetDistance
+from ganprior.loading.registry import (DEFAULT_MODEL, EMBEDDED_BANKS_FILE, EMBEDDED_FEATURE_NET_FILE, EMBEDDED_FILE,
+                                       embedded_dir)
+from ganprior.methods import PRESETS
 from ganprior.methods.centroids import centroid_bank, model_fingerprint, save_banks
 from ganprior.models import feature_net as fnet
 from ganprior.models.stylegan2 import StyleGAN2Prior
@@ -48,6 +52,11 @@ STAGES = ("model", "feature-net", "banks", "samples", "fid", "bench")
 BENCH_TASKS = ("colorize", "inpaint", "sr4", "sr4+colorize")
 BENCH_MASK = "center"
 BENCH_METHODS = ("wplus", "pti", "dgp", "cri")
+#: scored on every task besides PSNR / SSIM (and the hole-only scores for inpainting)
+BENCH_MEASURES = ("feat_dist", "consistency", "fid")
+#: Inception images per forward pass: the fastest measured on this CPU (about 5.4 img/s per core-second
+#: at 16 vs 4.8 at 32; the 299 px activations of bigger batches fall out of cache)
+FID_BATCH = 16
 
 
 # ----- inputs ---------------------------------------------------------------------------------------
@@ -147,79 +156,66 @@ def generate(prior: StyleGAN2Prior, n: int, seed: int, batch: int = 250) -> torc
                       tqdm(range(0, n, batch), desc="generate", unit="batch")])
 
 
+def reference_sets(data: Path, resolution: int) -> dict[str, torch.Tensor]:
+    """The real image sets FID compares with: the whole train split and the held-out split."""
+    return {"train": to_images(load_emoji_npz(data, "train").images),
+            "held_out": to_images(load_emoji_test(resolution).images)}
+
+
 def stage_fid(prior: StyleGAN2Prior, data: Path, n_samples: int, seed: int) -> dict:
-    from ganprior.metrics import fid
+    """FID of ``n_samples`` generated images vs the train and held-out splits.
 
-    fake = generate(prior, n_samples, seed)
-    train = to_images(load_emoji_npz(data, "train").images)
-    test = to_images(load_emoji_test(prior.resolution).images)
-    return {"samples": n_samples, "seed": seed, "vs_train": fid(fake, train), "vs_held_out": fid(fake, test),
-            "train_vs_held_out": fid(train, test), "train_images": len(train), "held_out_images": len(test)}
+    Inception features are cached on disk by image content (``metrics.fid.inception_stats``), so the
+    reference splits cost their ~6,350 forward passes once per machine, not once per generator.
+    """
+    from ganprior.metrics.fid import InceptionFeatures, frechet_distance_of_features, inception_stats
 
-
-def pick_images(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` held-out images of every class, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    return np.concatenate([rng.choice(np.flatnonzero(labels == k), per_class, replace=False)
-                           for k in np.unique(labels)])
-
-
-def classical(task: str, observation: torch.Tensor, degradation) -> torch.Tensor | None:
-    """The non-learned answer: bicubic upsampling for SR, OpenCV Telea inpainting, nothing for colour."""
-    x = observation
-    if "inpaint" in task:
-        import cv2
-
-        mask = next(op.mask for op in degradation if hasattr(op, "mask"))[0, 0].numpy()
-        img = ((x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        filled = cv2.inpaint(img, (mask == 0).astype(np.uint8), 3, cv2.INPAINT_TELEA)
-        return torch.from_numpy(filled).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-    if task.startswith("sr"):
-        return resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(-1, 1)
-    return None
+    extractor = InceptionFeatures(device="cpu", batch_size=FID_BATCH)
+    started = time.perf_counter()
+    refs = {name: inception_stats(images, extractor=extractor)
+            for name, images in reference_sets(data, prior.resolution).items()}
+    ref_seconds = time.perf_counter() - started
+    fake = inception_stats(generate(prior, n_samples, seed), extractor=extractor)
+    fake_seconds = time.perf_counter() - started - ref_seconds
+    distance = frechet_distance_of_features
+    return {"samples": n_samples, "seed": seed, "truncation_psi": 1.0,
+            "vs_train": distance(fake.features, refs["train"].features),
+            "vs_held_out": distance(fake.features, refs["held_out"].features),
+            "train_vs_held_out": distance(refs["train"].features, refs["held_out"].features),
+            "train_images": len(refs["train"]), "held_out_images": len(refs["held_out"]),
+            "seconds": {"references": round(ref_seconds, 1), "generated": round(fake_seconds, 1)},
+            "threads": torch.get_num_threads(), "batch": FID_BATCH}
 
 
-def as_shown(task: str, observation: torch.Tensor) -> torch.Tensor:
-    """The observation at the clean image's size (SR: pixel replication), for the 'degraded input' row."""
-    return observation.repeat_interleave(4, -1).repeat_interleave(4, -2) if task.startswith("sr") else observation
+def bench_config(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, steps: int | None,
+                 seed: int) -> BenchConfig:
+    """The held-out benchmark as a ``ganprior bench`` run: ``per_class`` emoji-test images of every class,
+    the four tasks, W+ / PTI / DGP / CRI with the feature-net perceptual, plus the classical baselines.
+
+    DGP keeps its discriminator loss; its BigGAN-only switches (BN->IN swap, class-embedding tuning)
+    are turned off per task, since the length of its per-stage lists depends on the task's schedule.
+    """
+    tasks = tuple(replace(TaskSpec.from_string(t, BENCH_MASK),
+                          measures=("psnr", "ssim", *(("psnr_hole", "ssim_hole") if "inpaint" in t else ()),
+                                    *BENCH_MEASURES))
+                  for t in BENCH_TASKS)
+    task_options = {t.name: {"dgp": restore_options(prior, "dgp", t.task, preset).get("options", {})}
+                    for t in tasks}
+    return BenchConfig(methods=BENCH_METHODS, tasks=tasks, images=EMOJI_TEST, out=str(out),
+                       seed=seed, steps=steps, preset=preset, limit=per_class * prior.c_dim,
+                       perceptual="feature-net", task_options=task_options, sheet_rows=2 * prior.c_dim)
 
 
-def stage_bench(prior: StyleGAN2Prior, per_class: int, preset: str, steps: int | None, seed: int) -> dict:
-    from ganprior import restore
-    from ganprior.methods import available_methods
-    from ganprior.metrics import fid, psnr, ssim
-
-    test = load_emoji_test(prior.resolution)
-    chosen = pick_images(test.labels, per_class, seed)
-    clean = to_images(test.images[chosen])
-    distance = FeatureNetDistance().prepare(prior)
-    methods = [m for m in BENCH_METHODS if m in available_methods()]
-    rows = []
-    for task in BENCH_TASKS:
-        degradation = parse_task(task, mask=BENCH_MASK if "inpaint" in task else None, image_size=clean.shape[-2:],
-                                 seed=seed)
-        observations = [degradation(clean[i:i + 1]) for i in range(len(clean))]
-        outputs: dict[str, list[torch.Tensor]] = {"degraded input": [as_shown(task, y) for y in observations]}
-        baseline = [classical(task, y, degradation) for y in observations]
-        if baseline[0] is not None:
-            outputs["classical"] = baseline
-        seconds: dict[str, float] = {}
-        for method in methods:
-            started = time.perf_counter()
-            kwargs = restore_options(prior, method, task, preset)
-            outputs[method] = [
-                restore(y, task, method, prior, mask=BENCH_MASK if "inpaint" in task else None, seed=seed,
-                        steps=steps, progress=False, **kwargs).image.cpu()
-                for y in tqdm(observations, desc=f"{task} {method}", unit="img")]
-            seconds[method] = (time.perf_counter() - started) / len(observations)
-        for name, images in outputs.items():
-            x = torch.cat(images).clamp(-1, 1)
-            with torch.no_grad():
-                rows.append({"task": task, "method": name, "psnr": float(psnr(x, clean).mean()),
-                             "ssim": float(ssim(x, clean).mean()), "feature_distance": float(distance(x, clean).mean()),
-                             "fid": fid(x, clean, progress=False), "seconds_per_image": seconds.get(name)})
-    return {"images": len(chosen), "per_class": per_class, "indices": chosen.tolist(), "preset": preset,
-            "steps_cap": steps, "seed": seed, "mask": BENCH_MASK, "methods": methods, "rows": rows}
+def stage_bench(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, steps: int | None, seed: int) -> dict:
+    """Run (or resume) the benchmark into ``out``; the summary that the docs block is written from."""
+    config = bench_config(prior, out, per_class, preset, steps, seed)
+    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL)
+    counts = np.bincount([i["label"] for i in results["images"]], minlength=prior.c_dim)
+    return {"folder": out.name, "images": len(results["images"]), "per_class": per_class,
+            "images_per_class": counts.tolist(), "preset": preset, "steps_cap": steps, "seed": seed,
+            "mask": BENCH_MASK, "methods": list(config.methods), "tasks": [t.name for t in config.tasks],
+            "fid_min_images": config.fid_min_images, "seconds_per_cell": results["seconds_per_cell"],
+            "seconds_this_session": results["seconds_this_session"]}
 
 
 # ----- documentation -------------------------------------------------------------------------------------
@@ -227,8 +223,9 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render(name: str, results: dict) -> str | None:
-    """Markdown for the ``<!-- build:name -->`` block of the docs, from ``results.json``."""
+def render(name: str, results: dict, folder: Path) -> str | None:
+    """Markdown for the ``<!-- build:name -->`` block of the docs, from ``results.json`` (and the
+    benchmark's ``table.md`` in ``folder``)."""
     r = results.get(name)
     if r is None:
         return None
@@ -251,13 +248,20 @@ def render(name: str, results: dict) -> str | None:
                 f"train vs held-out |\n|---|---|---|---|\n| {r['samples']} (seed {r['seed']}) | "
                 f"{_fmt(r['vs_train'], 2)} | {_fmt(r['vs_held_out'], 2)} | {_fmt(r['train_vs_held_out'], 2)} |")
     if name == "bench":
-        lines = [f"{r['images']} held-out images ({r['per_class']} per class, seed {r['seed']}), preset "
+        table = folder / r["folder"] / TABLE_FILE
+        if not table.is_file():
+            return None
+        spread = "" if len(set(r["images_per_class"])) == 1 else f" (per class: {r['images_per_class']})"
+        costs = ", ".join(f"{c} {v:.1f}" for c, v in r["seconds_per_cell"].items() if v is not None)
+        sheets = [p for task in r["tasks"] for p in sorted((folder / r["folder"] / "sheets").glob(f"{task}-*.png"))]
+        lines = [f"{r['images']} held-out images, {r['per_class']} per class{spread}, seed {r['seed']}, preset "
                  f"`{r['preset']}`, steps cap {r['steps_cap']}, inpainting mask `{r['mask']}`; FID against the "
-                 f"same {r['images']} clean images (small-sample FID: compare rows, not papers).", "",
-                 "| task | method | PSNR ↑ | SSIM ↑ | feature-net dist. ↓ | FID ↓ | s/img |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {x['task']} | {x['method']} | {_fmt(x['psnr'], 2)} | {_fmt(x['ssim'])} | "
-                  f"{_fmt(x['feature_distance'], 4)} | {_fmt(x['fid'], 1)} | {_fmt(x['seconds_per_image'], 1)} |"
-                  for x in r["rows"]]
+                 f"same clean images, only for sets of at least {r['fid_min_images']} images. Mean seconds per "
+                 f"cell: {costs}. Everything (per-image CSV, cells, sheets) is in "
+                 f"[`{folder.name}/{r['folder']}/`]({folder.name}/{r['folder']}/).", ""]
+        body = table.read_text().split("\n", 1)[1].strip()  # the harness's '# Benchmark' title line dropped
+        lines += [body, "", "Sheets (rows = images; degraded | baselines | methods | clean): "
+                  + ", ".join(f"[{p.stem}]({folder.name}/{r['folder']}/sheets/{p.name})" for p in sheets)]
         return "\n".join(lines)
     return None
 
@@ -268,7 +272,7 @@ def update_docs(results: dict, docs: Path) -> None:
         return
     text = docs.read_text()
     for name in STAGES:
-        block = render(name, results)
+        block = render(name, results, docs.with_suffix(""))
         if block is not None:
             text = re.sub(rf"(<!-- build:{name} -->\n).*?(\n<!-- /build:{name} -->)",
                           lambda m, b=block: m.group(1) + b + m.group(2), text, flags=re.S)
@@ -276,6 +280,13 @@ def update_docs(results: dict, docs: Path) -> None:
 
 
 # ----- driver ----------------------------------------------------------------------------------------------
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--ckpt", type=Path, required=True, help="native prior, run folder, or training ckpt.pt")
@@ -285,12 +296,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--feature-epochs", type=int, default=fnet.TrainSettings.epochs)
     parser.add_argument("--n-clusters", type=int, default=10)
     parser.add_argument("--n-samples", type=int, default=10_000)
-    parser.add_argument("--fid-samples", type=int, default=5000)
-    parser.add_argument("--bench-per-class", type=int, default=2)
-    parser.add_argument("--bench-preset", default="paper")
-    parser.add_argument("--bench-steps", type=int, default=None, help="cap every optimisation stage")
+    parser.add_argument("--fid-samples", type=positive, default=5000,
+                        help="generated images for the FID stage (Inception: ~5 img/s per free core)")
+    parser.add_argument("--bench-per-class", type=positive, default=1,
+                        help="held-out images of every class in the benchmark")
+    parser.add_argument("--bench-preset", default="paper", choices=PRESETS, help="method presets")
+    parser.add_argument("--bench-steps", type=int, default=None,
+                        help="cap every optimisation stage of the benchmark (default: the preset's budgets)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive, default=1, help="torch CPU threads (2 once training is done)")
     parser.add_argument("--docs", type=Path, default=DOCS, help="markdown whose build blocks are rewritten; "
                         "sample sheets and results.json go to the folder of the same name")
     args = parser.parse_args(argv)
@@ -309,8 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
         "banks": lambda: stage_banks(prior, args.out, args.n_clusters, args.n_samples, args.seed),
         "samples": lambda: stage_samples(prior, folder, seed=args.seed),
         "fid": lambda: stage_fid(prior, args.data, args.fid_samples, args.seed),
-        "bench": lambda: stage_bench(attach_embedded_extras(prior, args.out), args.bench_per_class, args.bench_preset,
-                                     args.bench_steps, args.seed),
+        "bench": lambda: stage_bench(attach_embedded_extras(prior, args.out), folder / "bench", args.bench_per_class,
+                                     args.bench_preset, args.bench_steps, args.seed),
     }
     for stage in STAGES:
         if stage in stages:
