@@ -309,3 +309,27 @@ def test_feat_dist_in_the_run_and_cells_follow_weights_and_per_task_options(tmp_
     assert sorted(c.task for c in recomputed if c.column == "wplus") == ["colorize", "sr4"]
     with pytest.raises(BenchError, match="task_options"):
         _validate(replace(config, task_options={"inpaint": {"wplus": {}}}))
+
+
+def test_build_script_bench_config_runs_every_method_on_every_task_of_the_embedded_model(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from ganprior.methods import get_method_class
+    from ganprior.methods.dgp_presets import schedule_for_task
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_embedded.py"
+    spec = importlib.util.spec_from_file_location("build_embedded", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    config = build.bench_config(tiny_prior(c_dim=3), tmp_path, per_class=2, preset="paper", steps=100, seed=4)
+    _validate(config)
+    assert config.limit == 6 and config.seed == 4 and config.steps == 100 and config.baselines
+    assert set(config.methods) == {"wplus", "pti", "dgp", "cri"} and config.perceptual == "feature-net"
+    assert [t.name for t in config.tasks] == ["colorize", "inpaint", "sr4", "sr4+colorize"]
+    for task in config.tasks:
+        assert "feat_dist" in task.measures and "fid" in task.measures and "lpips" not in task.measures
+        assert (task.mask == "center") == (task.name == "inpaint")
+        dgp = get_method_class("dgp")(table="paper", schedule=schedule_for_task(task.task),
+                                      **config.task_options[task.name]["dgp"])
+        assert not any(stage.instance_norm for stage in dgp.plan()[1])  # a StyleGAN2 has no BN to swap
