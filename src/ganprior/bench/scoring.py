@@ -92,6 +92,14 @@ def feature_net_distance(prior: torch.nn.Module | None) -> torch.nn.Module:
         raise MetricUnavailable("feat-dist", str(err)) from err
 
 
+def _ssim_colour(degradation: torch.nn.Module) -> str:
+    """SSIM on MATLAB grey (the official convention) is blind to colour, so a grey input would score a
+    perfect 1.0 on colorization: tasks that remove colour are scored per RGB channel instead."""
+    from ganprior.degradations.colorization import Colorization
+
+    return "rgb" if any(isinstance(m, Colorization) for m in degradation.modules()) else "gray"
+
+
 class ImageScorer:
     """Scores one restoration; remembers why a measure is unavailable so it is tried only once.
 
@@ -133,12 +141,13 @@ class ImageScorer:
                     value = {"psnr": full_psnr, "rmse": _rmse_from_psnr(full_psnr),
                              "mse": (_rmse_from_psnr(full_psnr) / 255.0) ** 2}[key]
                 elif key == "ssim":
-                    value = float(ssim(image, clean)[0])
+                    value = float(ssim(image, clean, color=_ssim_colour(degradation))[0])
                 elif key in ("psnr_hole", "ssim_hole"):
                     if hole is None or float(hole.sum()) == 0:
                         raise MetricInputError("the task has no hole to score")
                     metric = psnr if key == "psnr_hole" else ssim
-                    value = float(metric(image, clean, region=hole.float().cpu())[0])
+                    colour = {"color": _ssim_colour(degradation)} if key == "ssim_hole" else {}
+                    value = float(metric(image, clean, region=hole.float().cpu(), **colour)[0])
                 elif key == "lpips":
                     from ganprior.metrics.lpips_metric import lpips_distance
 
