@@ -1,6 +1,6 @@
 """Build the embedded default model ``emoji32`` from a generator checkpoint, and measure it.
 
-    python scripts/build_embedded.py --ckpt runs/gpu/prior.safetensors
+    python scripts/build_embedded.py --ckpt runs/emoji32/ckpt.pt
 
 regenerates everything, stage by stage (``--stages`` picks some; the feature net does not depend on
 the generator, so a new checkpoint only needs ``--stages model,banks,samples,fid,bench``):
