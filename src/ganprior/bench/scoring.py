@@ -92,7 +92,7 @@ def feature_net_distance(prior: torch.nn.Module | None) -> torch.nn.Module:
         raise MetricUnavailable("feat-dist", str(err)) from err
 
 
-def _ssim_colour(degradation: torch.nn.Module) -> str:
+def ssim_colour(degradation: torch.nn.Module) -> str:
     """SSIM on MATLAB grey (the official convention) is blind to colour, so a grey input would score a
     perfect 1.0 on colorization: tasks that remove colour are scored per RGB channel instead."""
     from ganprior.degradations.colorization import Colorization
@@ -141,12 +141,12 @@ class ImageScorer:
                     value = {"psnr": full_psnr, "rmse": _rmse_from_psnr(full_psnr),
                              "mse": (_rmse_from_psnr(full_psnr) / 255.0) ** 2}[key]
                 elif key == "ssim":
-                    value = float(ssim(image, clean, color=_ssim_colour(degradation))[0])
+                    value = float(ssim(image, clean, color=ssim_colour(degradation))[0])
                 elif key in ("psnr_hole", "ssim_hole"):
                     if hole is None or float(hole.sum()) == 0:
                         raise MetricInputError("the task has no hole to score")
                     metric = psnr if key == "psnr_hole" else ssim
-                    colour = {"color": _ssim_colour(degradation)} if key == "ssim_hole" else {}
+                    colour = {"color": ssim_colour(degradation)} if key == "ssim_hole" else {}
                     value = float(metric(image, clean, region=hole.float().cpu(), **colour)[0])
                 elif key == "lpips":
                     from ganprior.metrics.lpips_metric import lpips_distance

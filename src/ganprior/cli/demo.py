@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 TASKS = ("colorize", "inpaint", "sr4", "sr4+colorize")
 MASK = "center"
-DEFAULT_STEPS = 30
+DEFAULT_STEPS = 100
 #: CRI keeps the paper preset (its shipped banks are the paper's N=10, M=10,000); DGP runs its "fast"
 #: table (100 candidates instead of 500, a fifth of the iterations), both capped by ``--steps``.
 PRESETS = {"dgp": "fast"}
@@ -46,12 +46,6 @@ def restore_options(prior, method: str, task: str, preset: str | None = None) ->
         stages = resolve_schedule(chosen["table"], chosen["schedule"])["stages"]
         kwargs["options"] = {"stage_instance_norm": [False] * len(stages), "update_embed": False}
     return kwargs
-
-
-def _cap(method: str, steps: int | None) -> int | None:
-    """Per-stage step cap: DGP has five stages to CRI's two, so it gets half the cap per stage and both
-    methods make about the same number of generator updates (keeps the demo within its time budget)."""
-    return max(1, steps // 2) if method == "dgp" and steps else steps
 
 
 def _pick(labels: np.ndarray, n: int, seed: int) -> list[int]:
@@ -77,6 +71,7 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
     from ganprior.loading import load_model
     from ganprior.losses.perceptual import FeatureNetDistance
     from ganprior.methods import available_methods
+    from ganprior.bench.scoring import ssim_colour
     from ganprior.metrics import psnr, ssim
 
     started = time.perf_counter()
@@ -103,8 +98,7 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
             outputs["degraded input"].append(_shown(y, prior.resolution))
             for method in methods:
                 t0 = time.perf_counter()
-                result = restore(y, task, method, prior, mask=mask, seed=seed, steps=_cap(method, steps),
-                                 progress=False,
+                result = restore(y, task, method, prior, mask=mask, seed=seed, steps=steps, progress=False,
                                  **restore_options(prior, method, task))
                 timings[f"{task}/{method}"] = timings.get(f"{task}/{method}", 0.0) + time.perf_counter() - t0
                 outputs.setdefault(method, []).append(result.image.cpu().clamp(-1, 1))
@@ -113,7 +107,8 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
         for name, images in outputs.items():
             x = torch.cat(images)
             with torch.no_grad():
-                scores[name] = {"psnr": psnr(x, clean), "ssim": ssim(x, clean), "feature_distance": distance(x, clean)}
+                scores[name] = {"psnr": psnr(x, clean), "ssim": ssim(x, clean, color=ssim_colour(degradation)),
+                                "feature_distance": distance(x, clean)}
             rows.append({"task": task, "method": name, **{k: float(v.mean()) for k, v in scores[name].items()}})
         names = list(outputs)
         sheet_rows = [[outputs[n][i] for n in names] + [clean[i:i + 1]] for i in range(len(chosen))]
