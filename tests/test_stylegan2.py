@@ -12,6 +12,7 @@ import torch
 from ganprior.loading.safe_pickle import load_official_pickle
 from ganprior.models.stylegan2 import (Discriminator, StyleGAN2Prior, discriminator_from_official, from_config,
                                        from_official)
+from official_cases import load_case, max_diff
 
 CASES = ["sg2_uncond_32", "sg2_cond_64_fp16"]
 ATOL = 1e-4
@@ -30,19 +31,12 @@ SG3_ONLY_ATTRIBUTES = {
 
 @pytest.fixture(scope="module", params=CASES)
 def case(request, official_dir):
-    data = load_official_pickle(official_dir / request.param / "network-snapshot.stripped.pkl")
-    ref = np.load(official_dir / request.param / "reference.npz")
-    return request.param, data, {k: torch.from_numpy(ref[k]) for k in ref.files}
+    return (request.param, *load_case(official_dir, request.param))
 
 
 @pytest.fixture(scope="module")
 def prior(case):
     return from_official(case[1])
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 def test_mapping_matches_official(prior, case):

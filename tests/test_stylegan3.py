@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from ganprior.models.stylegan3 import (
 )
 from ganprior.ops.filtered_lrelu import decimate, filtered_lrelu, filtered_lrelu_output_size
 from ganprior.ops.upfirdn2d import upfirdn2d
+from official_cases import load_case, max_diff
 
 ATOL = 1e-4
 #: Construction arguments of each fixture (manifest ``construction.G_kwargs``), for the formula checks.
@@ -31,19 +31,12 @@ SCHEDULE_KWARGS = {
 
 @pytest.fixture(scope="module", params=sorted(SCHEDULE_KWARGS))
 def case(request, official_dir):
-    data = load_official_pickle(official_dir / request.param / "network-snapshot.stripped.pkl")
-    ref = np.load(official_dir / request.param / "reference.npz")
-    return request.param, data, {k: torch.from_numpy(ref[k]) for k in ref.files}
+    return (request.param, *load_case(official_dir, request.param))
 
 
 @pytest.fixture(scope="module")
 def prior(case):
     return from_official(case[1])
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 # ----- parity with the official reference arrays ------------------------------------------------

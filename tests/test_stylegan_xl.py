@@ -17,6 +17,7 @@ from ganprior.models.stylegan_xl import (
     num_ws_per_resolution,
     superres_schedule,
 )
+from official_cases import load_case, max_diff
 
 ATOL = 1e-4
 CASES = ["sgxl_16", "sgxl_32"]
@@ -24,15 +25,9 @@ CASES = ["sgxl_16", "sgxl_32"]
 FIXTURE_CHANNELS = dict(channel_base=512, channel_max=32)
 
 
-def _load(official_dir, name):
-    data = load_official_pickle(official_dir / name / "network-snapshot.stripped.pkl")
-    ref = np.load(official_dir / name / "reference.npz")
-    return data, {k: torch.from_numpy(ref[k]) for k in ref.files}
-
-
 @pytest.fixture(scope="module", params=CASES)
 def case(request, official_dir):
-    return (request.param, *_load(official_dir, request.param))
+    return (request.param, *load_case(official_dir, request.param))
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +37,7 @@ def prior(case):
 
 @pytest.fixture(scope="module")
 def stem(official_dir):
-    return from_official(_load(official_dir, "sgxl_16")[0])
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
+    return from_official(load_case(official_dir, "sgxl_16")[0])
 
 
 # ----- parity with the official reference arrays ------------------------------------------------
@@ -93,7 +83,7 @@ def test_superres_stage_reuses_the_stem_mapping(prior, stem, case):
 
 
 def test_superres_layer_names_skip_the_removed_critical_layer(official_dir):
-    prior = from_official(_load(official_dir, "sgxl_32")[0])
+    prior = from_official(load_case(official_dir, "sgxl_32")[0])
     names = prior.G.synthesis.layer_names
     assert names[11:13] == ["L11_36_32", "L13_36_32"] and not any(n.startswith("L12_") for n in names)
     assert names[-1] == "L20_32_3" and len(names) == 20 and prior.num_ws == 21
@@ -104,7 +94,7 @@ def test_superres_layer_names_skip_the_removed_critical_layer(official_dir):
 def test_schedule_formulas_reproduce_stored_stem_and_superres_layers(stem, official_dir):
     stored_stem = stem.config()["synthesis"]
     derived_stem = synthesis_schedule(512, 16, **FIXTURE_CHANNELS)
-    stored_32 = from_official(_load(official_dir, "sgxl_32")[0]).config()["synthesis"]
+    stored_32 = from_official(load_case(official_dir, "sgxl_32")[0]).config()["synthesis"]
     derived_32 = superres_schedule(stored_stem, head_layers=7, up_factor=2, **FIXTURE_CHANNELS)
     for derived, stored in [(derived_stem, stored_stem), (derived_32, stored_32)]:
         assert derived["input"] == stored["input"] and derived["img_resolution"] == stored["img_resolution"]
@@ -138,7 +128,7 @@ def test_512_schedule_matches_the_spec_table():
 
 
 def test_truncation_uses_each_samples_class_center(stem, official_dir):
-    _, ref = _load(official_dir, "sgxl_16")
+    _, ref = load_case(official_dir, "sgxl_16")
     z, c = ref["z"], ref["c"]
     with torch.no_grad():
         w = stem.mapping(z, c)
