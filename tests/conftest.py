@@ -21,3 +21,12 @@ def official_dir() -> Path:
     if not (OFFICIAL / "manifest.json").exists():
         pytest.skip(f"official parity fixtures not found at {OFFICIAL} (set GANPRIOR_SHARED or place ../shared)")
     return OFFICIAL
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run fastest (and fairest on a shared CPU) on one thread; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

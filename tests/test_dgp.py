@@ -28,13 +28,7 @@ def tiny_biggan(seed: int = 0) -> BigGANPrior:
                                     G_attn="0", D_attn="0"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny networks run fastest (and fairest on a shared CPU) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

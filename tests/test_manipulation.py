@@ -19,25 +19,19 @@ from ganprior.manipulation import (
     tuned_prior,
 )
 from ganprior.methods.dgp import DGP
-from ganprior.models.biggan import BigGANConfig, BigGANPrior
+from ganprior.models.biggan import BigGANPrior
 from ganprior.models.stylegan2 import StyleGAN2Prior
+from test_dgp import tiny_biggan
 
 R = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def prior() -> BigGANPrior:
-    torch.manual_seed(0)
-    return BigGANPrior(BigGANConfig(resolution=R, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10,
-                                    G_attn="0", D_attn="0"))
+    return tiny_biggan()
 
 
 def generated(prior, seed: int, cls: int) -> torch.Tensor:
