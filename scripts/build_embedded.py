@@ -211,10 +211,11 @@ def bench_config(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, 
                        perceptual="feature-net", task_options=task_options, sheet_rows=2 * prior.c_dim)
 
 
-def stage_bench(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, steps: int | None, seed: int) -> dict:
+def stage_bench(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, steps: int | None, seed: int,
+                shard: tuple[int, int] = (0, 1)) -> dict:
     """Run (or resume) the benchmark into ``out``; the summary that the docs block is written from."""
     config = bench_config(prior, out, per_class, preset, steps, seed)
-    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL)
+    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL, shard=shard)
     counts = np.bincount([i["label"] for i in results["images"]], minlength=prior.c_dim)
     return {"folder": out.name, "images": len(results["images"]), "per_class": per_class,
             "images_per_class": counts.tolist(), "preset": preset, "steps_cap": steps, "seed": seed,
@@ -304,6 +305,13 @@ def positive(text: str) -> int:
     return value
 
 
+def shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return int(index), int(count)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--ckpt", type=Path, required=True, help="native prior, run folder, or training ckpt.pt")
@@ -321,6 +329,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bench-steps", type=steps_cap, default=BENCH_STEPS,
                         help="cap every optimisation stage of the benchmark; 'none' = the preset's own budgets "
                              "(paper: about 57 min for 1 per class, vs 19 min at 100)")
+    parser.add_argument("--bench-shard", type=shard, default=(0, 1), metavar="K/N",
+                        help="compute every N-th benchmark cell from K (N processes side by side); then re-run "
+                             "without it, which computes nothing new, for the complete table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=positive, default=1, help="torch CPU threads (2 once training is done)")
     parser.add_argument("--docs", type=Path, default=DOCS, help="markdown whose build blocks are rewritten; "
@@ -341,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
         "samples": lambda: stage_samples(prior, folder, seed=args.seed),
         "fid": lambda: stage_fid(prior, args.data, args.fid_samples, args.seed),
         "bench": lambda: stage_bench(attach_embedded_extras(prior, args.out), folder / "bench", args.bench_per_class,
-                                     args.bench_preset, args.bench_steps, args.seed),
+                                     args.bench_preset, args.bench_steps, args.seed, args.bench_shard),
     }
     results = read_results(results_file)
     for stage in STAGES:

@@ -101,6 +101,28 @@ def test_interrupted_run_resumes_without_recomputing_and_matches_a_fresh_run(pri
     assert {c.column for c in recomputed} == {"cri", "wplus"} and len(recomputed) == 12
 
 
+def test_shards_split_the_cells_between_them_and_an_unsharded_rerun_only_assembles(prior, tmp_path):
+    out = tmp_path / "shared"
+    per_shard: list[list[Cell]] = [[], []]
+    for k in (0, 1):
+        run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False, after_cell=per_shard[k].append,
+                      shard=(k, 2))
+    assert per_shard[0] and per_shard[1] and not set(per_shard[0]) & set(per_shard[1])
+    assembled: list[Cell] = []
+    results = run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False,
+                            after_cell=assembled.append)
+    assert assembled == [] and len(results["rows"]) == 22 == len(per_shard[0]) + len(per_shard[1])
+    fresh = run_benchmark(_config(tmp_path / "fresh"), prior=prior, model_label="tiny", progress=False)
+    assert [r["values"] for r in results["rows"]] == [r["values"] for r in fresh["rows"]]
+    with pytest.raises(BenchError, match="shard"):
+        run_benchmark(_config(out), prior=prior, progress=False, shard=(2, 2))
+
+
+def test_cli_rejects_a_malformed_shard(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "--shard", "2/2", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "0 <= K < N" in result.output
+
+
 def _synthetic_results(psnr: dict, lpips: dict) -> dict:
     columns = list(psnr)
     return {

@@ -280,13 +280,19 @@ def _versions() -> dict:
 
 
 def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = None, progress: bool = True,
-                  after_cell: Callable[[Cell], None] | None = None) -> dict:
+                  after_cell: Callable[[Cell], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
     """Run (or resume) the benchmark described by ``config``; returns the results dictionary.
 
     ``prior`` skips loading ``config.model`` (``model_label`` then names it in the reports);
     ``after_cell`` is called after each newly computed cell (progress hooks, tests).
+    ``shard=(k, n)`` computes only every n-th (task, image) pair starting at k, so n processes or machines
+    can share one output folder; cells do not depend on the shard, and the reports cover every cell
+    finished so far (an unsharded re-run afterwards computes nothing and writes the complete table).
     """
     _validate(config)
+    index, count = shard
+    if not 0 <= index < count:
+        raise BenchError(f"shard {index}/{count}: need 0 <= k < n")
     if prior is None:
         from ganprior.loading import LOAD_ERRORS, load_model
 
@@ -303,7 +309,8 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
     started = time.perf_counter()
 
     plan = _plan(config, images, resolution)
-    method_cells = [(spec, img, col) for spec, img, cols in plan for col in cols if col in config.methods]
+    mine = plan[index::count]
+    method_cells = [(spec, img, col) for spec, img, cols in mine for col in cols if col in config.methods]
     fingerprints = {(spec.name, img.id, col): _cell_fingerprint(config, model, spec, img, col)
                     for spec, img, cols in plan for col in cols}
     already = sum(store.load(Cell(s.name, c, i.id), fingerprints[(s.name, i.id, c)]) is not None
@@ -311,7 +318,7 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
     bar = tqdm(total=len(method_cells), initial=already, desc="bench", unit="cell", disable=not progress)
     skipped: dict[str, dict[str, str]] = {}
     try:
-        for spec, image, columns in plan:
+        for spec, image, columns in mine:
             todo = [c for c in columns if store.load(Cell(spec.name, c, image.id),
                                                       fingerprints[(spec.name, image.id, c)]) is None]
             _save_once(out / "clean" / f"{image.id}.png", image.clean)

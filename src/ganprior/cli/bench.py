@@ -20,6 +20,16 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return items
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected K/N such as 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise click.BadParameter(f"need 0 <= K < N, got {text!r}")
+    return index, count
+
+
 def _print_protocols() -> None:
     from ganprior.bench import list_protocols, render_paper_tables
 
@@ -67,8 +77,11 @@ def _print_protocols() -> None:
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default=None,
               help="LPIPS backbone (default: alex).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--shard", default="0/1", show_default=True, callback=lambda ctx, param, value: _shard(value),
+              help="K/N: compute only every N-th (task, image) pair from K, so N processes can share one --out; "
+                   "re-run without it afterwards for the complete table.")
 def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
-            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device) -> None:
+            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard) -> None:
     """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
     if list_protocols:
         _print_protocols()
@@ -96,7 +109,7 @@ def command(methods, tasks, images, images_root, model, seed, steps, preset, out
                                                          for t in ("colorize", "inpaint", "sr4")),
                             images="emoji-test", preset="fast")
             config = BenchConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
-        results = run_benchmark(config)
+        results = run_benchmark(config, shard=shard)
     except (BenchError, ImageSourceError, MeasureError, ProtocolError) as err:
         raise click.ClickException(str(err)) from err
     click.echo((out_dir / "table.md").read_text())  # includes "paper vs ours" for a protocol
