@@ -11,6 +11,8 @@ the generator, so a new checkpoint only needs ``--stages model,banks,samples,fid
   samples      one sample sheet per category -> ``docs/embedded_model/``
   fid          FID of generated samples vs the train split and vs the held-out split
   bench        PSNR / SSIM / feature-net distance / FID per task and method on held-out images
+  ablation     CRI without its centroid start / without its offset regulariser on the bench's images,
+               and paired per-image comparisons of CRI with every other method (needs ``bench``)
 
 ``--ckpt`` is a native ``.safetensors`` prior (``prior.safetensors`` of a ``ganprior train`` run), a run
 folder holding one, or a training ``ckpt.pt`` (its EMA generator is used). Every result goes to
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ganprior.bench import EMOJI_TEST, BenchConfig, TaskSpec, run_benchmark
+from ganprior.bench import EMOJI_TEST, BenchConfig, Paired, TaskSpec, Variant, paired, render_paired, run_benchmark
 from ganprior.bench.runner import TABLE_FILE
 from ganprior.cli.demo import restore_options
 from ganprior.data.emoji import CATEGORIES, load_emoji_npz, load_emoji_test
@@ -51,12 +53,16 @@ from ganprior.training.loop import save_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "embedded_model.md"
-STAGES = ("model", "feature-net", "banks", "samples", "fid", "bench")
+STAGES = ("model", "feature-net", "banks", "samples", "fid", "bench", "ablation")
 BENCH_TASKS = ("colorize", "inpaint", "sr4", "sr4+colorize")
 BENCH_MASK = "center"
 BENCH_METHODS = ("wplus", "pti", "dgp", "cri")
 #: default --bench-steps: 1 image per class x 4 tasks x 4 methods is about 19 min on one free core
 BENCH_STEPS = 100
+#: CRI with one of its two ideas taken out: a one-cluster k-means bank is the class's mean latent (the
+#: usual w_avg start), and offset_weight 0 drops the L2 penalty on the W+ offset
+ABLATION_VARIANTS = {"cri-wavg": Variant("cri", {"n_clusters": 1}), "cri-noreg": Variant("cri", {"offset_weight": 0.0})}
+ABLATION_MEASURES = ("feat_dist", "psnr")
 #: scored on every task besides PSNR / SSIM (and the hole-only scores for inpainting)
 BENCH_MEASURES = ("feat_dist", "consistency", "fid")
 #: Inception images per forward pass: the fastest measured on this CPU (about 5.4 img/s per core-second
@@ -224,6 +230,31 @@ def stage_bench(prior: StyleGAN2Prior, out: Path, per_class: int, preset: str, s
             "seconds_this_session": results["seconds_this_session"]}
 
 
+def stage_ablation(prior: StyleGAN2Prior, folder: Path, per_class: int, preset: str, steps: int | None, seed: int,
+                   shard: tuple[int, int] = (0, 1)) -> dict:
+    """The ablation variants on the bench's images (same seeds and caps), then CRI paired against every
+    column of the bench and of the ablation, image by image."""
+    config = replace(bench_config(prior, folder / "cri_ablation", per_class, preset, steps, seed),
+                     methods=tuple(ABLATION_VARIANTS), variants=ABLATION_VARIANTS, baselines=False)
+    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL, shard=shard)
+    bench_file = folder / "bench" / "results.json"
+    if not bench_file.is_file():
+        raise SystemExit(f"the ablation compares against the bench: run --stages bench first ({bench_file} missing)")
+    rows = json.loads(bench_file.read_text())["rows"] + results["rows"]
+    others = ("wplus", "pti", "dgp", *ABLATION_VARIANTS)
+    comparisons = [paired(rows, task, measure, "cri", other).__dict__
+                   for measure in ABLATION_MEASURES for task in BENCH_TASKS for other in others]
+    starts = {}
+    for task in BENCH_TASKS:  # cri-noreg starts where CRI does: its extras hold both start losses
+        extras = [r["extras"] for r in results["rows"] if r["task"] == task and r["column"] == "cri-noreg"]
+        ratios = [e["start_loss"] / e["w_avg_loss"] for e in extras if e.get("w_avg_loss")]
+        starts[task] = {"n": len(ratios), "median_ratio": float(np.median(ratios)) if ratios else None,
+                        "centroid_closer": sum(r < 1 for r in ratios)}
+    return {"folder": Path(config.out).name, "images": len(results["images"]),
+            "variants": {k: v.options for k, v in ABLATION_VARIANTS.items()}, "comparisons": comparisons,
+            "start_loss": starts, "seconds_per_cell": results["seconds_per_cell"]}
+
+
 # ----- documentation -------------------------------------------------------------------------------------
 def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
@@ -257,6 +288,13 @@ def render(name: str, results: dict, folder: Path) -> str | None:
                 f"Wall time: reference features {seconds['references']:.0f} s (0 when cached), generated set "
                 f"{seconds['generated']:.0f} s ({r['samples'] / max(seconds['generated'], 1e-9):.1f} img/s; "
                 f"{r['threads']} thread(s), Inception batch {r['batch']}).")
+    if name == "ablation":
+        starts = " ".join(f"{task}: {v['median_ratio']:.2f} (centroid closer on {v['centroid_closer']}/{v['n']})."
+                          for task, v in r["start_loss"].items() if v["median_ratio"] is not None)
+        variants = ", ".join(f"`{k}` = CRI with `{json.dumps(v)}`" for k, v in r["variants"].items())
+        return (f"{r['images']} images (the bench's), {variants}; A = CRI in every row.\n\n"
+                + render_paired([Paired(**c) for c in r["comparisons"]])
+                + f"\n\nMedian ratio of the chosen centroid's start loss to the class w_avg's: {starts}")
     if name == "bench":
         table = folder / r["folder"] / TABLE_FILE
         if not table.is_file():
@@ -313,7 +351,8 @@ def shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--ckpt", type=Path, required=True, help="native prior, run folder, or training ckpt.pt")
     parser.add_argument("--out", type=Path, default=embedded_dir(), help="asset folder (default: the package's)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "cache" / "emoji_32.npz")
@@ -353,6 +392,8 @@ def main(argv: list[str] | None = None) -> dict:
         "fid": lambda: stage_fid(prior, args.data, args.fid_samples, args.seed),
         "bench": lambda: stage_bench(attach_embedded_extras(prior, args.out), folder / "bench", args.bench_per_class,
                                      args.bench_preset, args.bench_steps, args.seed, args.bench_shard),
+        "ablation": lambda: stage_ablation(attach_embedded_extras(prior, args.out), folder, args.bench_per_class,
+                                           args.bench_preset, args.bench_steps, args.seed, args.bench_shard),
     }
     results = read_results(results_file)
     for stage in STAGES:

@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 
 import ganprior.api
-from ganprior.bench import (PROTOCOLS, BenchConfig, BenchError, Cell, ImageSourceError, TaskSpec, best_columns,
-                            load_images, render_table, run_benchmark)
+from ganprior.bench import (PROTOCOLS, BenchConfig, BenchError, Cell, ImageSourceError, TaskSpec, best_columns, paired,
+                            load_images, render_paired, render_table, run_benchmark)
 from ganprior.bench.baselines import run_baseline
 from ganprior.bench.runner import _validate, make_degraded
 from ganprior.bench.table import paper_comparison
@@ -112,6 +112,8 @@ def test_shards_split_the_cells_between_them_and_an_unsharded_rerun_only_assembl
     results = run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False,
                             after_cell=assembled.append)
     assert assembled == [] and len(results["rows"]) == 22 == len(per_shard[0]) + len(per_shard[1])
+    cri = [r for r in results["rows"] if r["column"] == "cri"]
+    assert cri and all({"start_loss", "w_avg_loss", "offset_norm"} <= set(r["extras"]) for r in cri)  # diagnostics
     fresh = run_benchmark(_config(tmp_path / "fresh"), prior=prior, model_label="tiny", progress=False)
     assert [r["values"] for r in results["rows"]] == [r["values"] for r in fresh["rows"]]
     with pytest.raises(BenchError, match="shard"):
@@ -369,3 +371,22 @@ def test_ssim_sees_colour_on_colorization_tasks():
     assert scorer(grey_input, clean, grey_input, colorize, None)["ssim"] < 0.9
     assert scorer(clean, clean, grey_input, colorize, None)["ssim"] == pytest.approx(1.0)
     assert scorer(clean, clean, inpaint(clean), inpaint, None)["ssim"] == pytest.approx(1.0)
+
+
+def _rows(column: str, values: list[float], measure: str = "feat_dist") -> list[dict]:
+    return [{"task": "sr4", "column": column, "image": f"im{i}", "values": {measure: v}} for i, v in enumerate(values)]
+
+
+def test_paired_comparison_follows_the_measure_direction_and_resolves_only_consistent_wins():
+    base = [0.50, 0.61, 0.42, 0.73, 0.55, 0.66, 0.48, 0.59]
+    better = [v - 0.05 - 0.01 * i for i, v in enumerate(base)]  # lower feat-dist on every image
+    c = paired(_rows("cri", better) + _rows("wplus", base), "sr4", "feat_dist", "cri", "wplus")
+    assert c.n == 8 and c.a_better == 8 and c.mean_diff == pytest.approx(-0.085) and c.resolved
+    noisy = [v + (0.05 if i % 2 else -0.05) for i, v in enumerate(base)]  # wins half, loses half
+    d = paired(_rows("cri", noisy) + _rows("wplus", base), "sr4", "feat_dist", "cri", "wplus")
+    assert d.a_better == 4 and abs(d.mean_diff) < 1e-9 and not d.resolved
+    e = paired(_rows("cri", better, "psnr") + _rows("wplus", base, "psnr"), "sr4", "psnr", "cri", "wplus")
+    assert e.a_better == 0  # PSNR: higher is better, so lower values lose
+    assert "cri vs wplus" in render_paired([c, d]) and "8/8" in render_paired([c])
+    with pytest.raises(ValueError, match="no image has both"):
+        paired(_rows("cri", better), "sr4", "feat_dist", "cri", "wplus")

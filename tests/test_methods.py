@@ -25,6 +25,7 @@ from ganprior.losses import (
 )
 from ganprior.methods import NonFiniteLossError, get_method_class
 from ganprior.methods import centroids as centroids_module
+from ganprior.methods.projection import mean_w
 from ganprior.models.stylegan2 import StyleGAN2Prior
 
 STEPS = {"cri": dict(offset_steps=80, tuning_steps=10, n_samples=300),
@@ -242,6 +243,19 @@ def test_cri_centroid_start_is_closer_than_w_avg(prior):
     print("centroid start / w_avg start distance:", [round(r, 3) for r in ratios])
     assert sum(r < 1 for r in ratios) >= 6
     assert sum(ratios) / len(ratios) < 0.8
+
+
+def test_a_one_cluster_bank_is_the_class_mean_so_cri_can_be_ablated_to_a_w_avg_start():
+    """The embedded model's CRI ablation ('cri-wavg' = n_clusters 1) relies on this."""
+    prior = tiny_prior(c_dim=3)
+    c = prior.class_matrix(2, 1)
+    bank = centroids_module.centroid_bank(prior, 2, n_clusters=1, n_samples=300, seed=5)
+    assert torch.allclose(bank[0], mean_w(prior, c, 300, 5)[0, 0], atol=1e-5)
+    target = prior.synthesis(prior.mapping(torch.randn(1, prior.z_dim), c)).detach()
+    cri = get_method_class("cri")(offset_steps=0, tuning_steps=0, n_clusters=1, n_samples=300, perceptual="mse")
+    extras = cri.run(prior, parse_task("sr4"), parse_task("sr4")(target), class_index=2, seed=5,
+                     progress=False).extras
+    assert extras["start_loss"] == pytest.approx(extras["w_avg_loss"], rel=1e-4)
 
 
 def test_centroid_bank_is_cached_on_disk(monkeypatch):

@@ -8,6 +8,7 @@
 Paper protocols (with the papers' numbers): :data:`PROTOCOLS`, ``BenchConfig.from_protocol(name)``.
 """
 
+from ganprior.bench.paired import Paired, paired, render_paired
 from ganprior.bench.protocols import (PROTOCOLS, PaperTable, Protocol, ProtocolError, TaskSpec, Variant, get_protocol,
                                       list_protocols)
 from ganprior.bench.runner import BenchConfig, BenchError, Cell, run_benchmark
@@ -17,6 +18,7 @@ from ganprior.bench.table import best_columns, render_paper_tables, render_repor
 
 __all__ = [
     "EMOJI_TEST", "MEASURES", "PROTOCOLS", "BenchConfig", "BenchError", "Cell", "ImageSourceError", "Measure",
-    "MeasureError", "PaperTable", "Protocol", "ProtocolError", "TaskSpec", "Variant", "best_columns", "get_protocol",
-    "list_protocols", "load_images", "render_paper_tables", "render_report", "render_table", "run_benchmark",
+    "MeasureError", "Paired", "PaperTable", "Protocol", "ProtocolError", "TaskSpec", "Variant", "best_columns",
+    "get_protocol", "list_protocols", "load_images", "paired", "render_paired", "render_paper_tables", "render_report",
+    "render_table", "run_benchmark",
 ]

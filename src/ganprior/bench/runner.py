@@ -206,7 +206,9 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
         raise BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}") from err
     info = {"class_index": result.class_index, "class_source": result.result.class_source,
             "perceptual": result.config.get("perceptual"), "stopped": result.stopped,
-            "timings": {k: round(v, 4) for k, v in result.timings.items()}}
+            "timings": {k: round(v, 4) for k, v in result.timings.items()},
+            # the method's own diagnostics (CRI: centroid vs w_avg start loss, offset norm), for ablations
+            "extras": {k: v for k, v in result.result.extras.items() if isinstance(v, (int, float, str))}}
     scored = result.restored if spec.score == "raw" else result.image
     return scored.detach().cpu(), info
 
