@@ -105,12 +105,14 @@ def test_shards_split_the_cells_between_them_and_an_unsharded_rerun_only_assembl
     out = tmp_path / "shared"
     per_shard: list[list[Cell]] = [[], []]
     for k in (0, 1):
-        run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False, after_cell=per_shard[k].append,
-                      shard=(k, 2))
+        partial = run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False,
+                                after_cell=per_shard[k].append, shard=(k, 2))
+        assert "unsharded" in partial["unavailable"]["sr4"]["fid"]  # FID is left to the assembly run
     assert per_shard[0] and per_shard[1] and not set(per_shard[0]) & set(per_shard[1])
     assembled: list[Cell] = []
     results = run_benchmark(_config(out), prior=prior, model_label="tiny", progress=False,
                             after_cell=assembled.append)
+    assert "50 images" in results["unavailable"]["sr4"]["fid"]  # the assembly run does score the sets
     assert assembled == [] and len(results["rows"]) == 22 == len(per_shard[0]) + len(per_shard[1])
     cri = [r for r in results["rows"] if r["column"] == "cri"]
     assert cri and all({"start_loss", "w_avg_loss", "offset_norm"} <= set(r["extras"]) for r in cri)  # diagnostics

@@ -345,7 +345,9 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
                     after_cell(cell)
     finally:
         bar.close()
-    results = collect_results(config, model, images, plan, store, fingerprints, skipped, progress)
+    # FID/KID of a shard would be the same sets every shard computes again: left to the assembly run
+    results = collect_results(config, model, images, plan, store, fingerprints, skipped, progress,
+                              set_measures=count == 1)
     results["seconds_this_session"] = round(time.perf_counter() - started, 3)
     write_reports(results, out, images, plan, store, config.sheet_rows)
     return results
@@ -418,8 +420,9 @@ def _stats(values: list[float]) -> dict:
 
 
 def collect_results(config: BenchConfig, model: dict, images: list[BenchImage], plan, store: CellStore,
-                    fingerprints: dict, skipped: dict, progress: bool = False) -> dict:
-    """Read every finished cell back and aggregate (mean ± population std over images)."""
+                    fingerprints: dict, skipped: dict, progress: bool = False, set_measures: bool = True) -> dict:
+    """Read every finished cell back and aggregate (mean ± population std over images); the set-level
+    measures (FID, KID) only when ``set_measures``."""
     from ganprior.images import load_image
 
     rows, per_column = [], {}
@@ -447,14 +450,19 @@ def collect_results(config: BenchConfig, model: dict, images: list[BenchImage], 
             for key in measures:
                 if MEASURES[key].per_image:
                     agg[key] = _stats(per_column.get((spec.name, column, key), []))
-            set_measures = tuple(m for m in measures if not MEASURES[m].per_image)
+            per_set = tuple(m for m in measures if not MEASURES[m].per_image)
+            if not per_set:
+                continue
             if not set_measures:
+                agg.update({key: {"mean": None, "std": None, "n": 0} for key in per_set})
+                unavailable.setdefault(spec.name, {}).update(
+                    {key: "computed by the unsharded run that assembles the shards" for key in per_set})
                 continue
             ids = [r["image"] for r in rows if r["task"] == spec.name and r["column"] == column]
             restored = torch.cat([load_image(store.image_path(Cell(spec.name, column, i))) for i in ids])
             reference = config.fid_reference or torch.cat([img.clean for img in images])
-            values, reasons = set_scores(set_measures, restored, reference, config.fid_min_images, progress)
-            for key in set_measures:
+            values, reasons = set_scores(per_set, restored, reference, config.fid_min_images, progress)
+            for key in per_set:
                 agg[key] = {"mean": values.get(key), "std": None, "n": len(ids) if key in values else 0}
             unavailable.setdefault(spec.name, {}).update(reasons)
     results = {
