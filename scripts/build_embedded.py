@@ -45,6 +45,7 @@ from ganprior.loading import attach_embedded_extras, load_native, save_native
 from ganprior.loading.registry import (DEFAULT_MODEL, EMBEDDED_BANKS_FILE, EMBEDDED_FEATURE_NET_FILE, EMBEDDED_FILE,
                                        embedded_dir)
 from ganprior.methods import PRESETS
+from ganprior.methods.presets import preset_options
 from ganprior.methods.centroids import centroid_bank, model_fingerprint, save_banks
 from ganprior.models import feature_net as fnet
 from ganprior.models.stylegan2 import StyleGAN2Prior
@@ -59,9 +60,11 @@ BENCH_MASK = "center"
 BENCH_METHODS = ("wplus", "pti", "dgp", "cri")
 #: default --bench-steps: 1 image per class x 4 tasks x 4 methods is about 19 min on one free core
 BENCH_STEPS = 100
-#: CRI with one of its two ideas taken out: a one-cluster k-means bank is the class's mean latent (the
-#: usual w_avg start), and offset_weight 0 drops the L2 penalty on the W+ offset
-ABLATION_VARIANTS = {"cri-wavg": Variant("cri", {"n_clusters": 1}), "cri-noreg": Variant("cri", {"offset_weight": 0.0})}
+#: CRI with one of its parts taken out, and W+ given CRI's loss: a one-cluster k-means bank is the class's
+#: mean latent (the usual w_avg start); offset_weight 0 drops the L2 penalty on the W+ offset; no pivotal
+#: tuning; W+ projection with CRI's pixel-MSE weight λ1 of the task (set per task in ``stage_ablation``)
+ABLATION_VARIANTS = {"cri-wavg": Variant("cri", {"n_clusters": 1}), "cri-noreg": Variant("cri", {"offset_weight": 0.0}),
+                     "cri-notune": Variant("cri", {"tuning_steps": 0}), "wplus-l2": Variant("wplus")}
 ABLATION_MEASURES = ("feat_dist", "psnr")
 #: scored on every task besides PSNR / SSIM (and the hole-only scores for inpainting)
 BENCH_MEASURES = ("feat_dist", "consistency", "fid")
@@ -234,8 +237,12 @@ def stage_ablation(prior: StyleGAN2Prior, folder: Path, per_class: int, preset: 
                    shard: tuple[int, int] = (0, 1)) -> dict:
     """The ablation variants on the bench's images (same seeds and caps), then CRI paired against every
     column of the bench and of the ablation, image by image."""
-    config = replace(bench_config(prior, folder / "cri_ablation", per_class, preset, steps, seed),
-                     methods=tuple(ABLATION_VARIANTS), variants=ABLATION_VARIANTS, baselines=False)
+    base = bench_config(prior, folder / "cri_ablation", per_class, preset, steps, seed)
+    task_options = {t.name: {**base.task_options.get(t.name, {}),
+                             "wplus": {"l2_weight": preset_options("cri", preset, t.task)["l2_weight"]}}
+                    for t in base.tasks}
+    config = replace(base, methods=tuple(ABLATION_VARIANTS), variants=ABLATION_VARIANTS, baselines=False,
+                     task_options=task_options)
     results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL, shard=shard)
     bench_file = folder / "bench" / "results.json"
     if not bench_file.is_file():
@@ -251,7 +258,9 @@ def stage_ablation(prior: StyleGAN2Prior, folder: Path, per_class: int, preset: 
         starts[task] = {"n": len(ratios), "median_ratio": float(np.median(ratios)) if ratios else None,
                         "centroid_closer": sum(r < 1 for r in ratios)}
     return {"folder": Path(config.out).name, "images": len(results["images"]),
-            "variants": {k: v.options for k, v in ABLATION_VARIANTS.items()}, "comparisons": comparisons,
+            "variants": {**{k: v.options for k, v in ABLATION_VARIANTS.items()},
+                         "wplus-l2": {"l2_weight": {t: o["wplus"]["l2_weight"] for t, o in task_options.items()}}},
+            "comparisons": comparisons,
             "start_loss": starts, "seconds_per_cell": results["seconds_per_cell"]}
 
 
@@ -291,7 +300,8 @@ def render(name: str, results: dict, folder: Path) -> str | None:
     if name == "ablation":
         starts = " ".join(f"{task}: {v['median_ratio']:.2f} (centroid closer on {v['centroid_closer']}/{v['n']})."
                           for task, v in r["start_loss"].items() if v["median_ratio"] is not None)
-        variants = ", ".join(f"`{k}` = CRI with `{json.dumps(v)}`" for k, v in r["variants"].items())
+        variants = ", ".join(f"`{k}` = {k.split('-')[0].upper().replace('WPLUS', 'W+')} with `{json.dumps(v)}`"
+                             for k, v in r["variants"].items())
         return (f"{r['images']} images (the bench's), {variants}; A = CRI in every row.\n\n"
                 + render_paired([Paired(**c) for c in r["comparisons"]])
                 + f"\n\nMedian ratio of the chosen centroid's start loss to the class w_avg's: {starts}")
