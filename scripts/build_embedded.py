@@ -332,8 +332,8 @@ def update_docs(results: dict, docs: Path) -> None:
     for name in STAGES:
         block = render(name, results, docs.with_suffix(""))
         if block is not None:
-            text = re.sub(rf"(<!-- build:{name} -->\n).*?(\n<!-- /build:{name} -->)",
-                          lambda m, b=block: m.group(1) + b + m.group(2), text, flags=re.S)
+            text = re.sub(rf"(<!-- build:{name} -->\n)(?:.*?\n)?(<!-- /build:{name} -->)",  # also an empty block
+                          lambda m, b=block: m.group(1) + b + "\n" + m.group(2), text, flags=re.S)
     docs.write_text(text)
 
 

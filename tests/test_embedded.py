@@ -138,12 +138,14 @@ def test_build_script_writes_a_loadable_asset(tmp_path):
     prior = tiny_prior()
     ckpt = save_native(prior, tmp_path / "run" / "prior.safetensors", source={"iteration": 7})
     out, docs = tmp_path / "asset", tmp_path / "doc.md"
-    docs.write_text("x\n<!-- build:banks -->\nold\n<!-- /build:banks -->\ny\n")
+    docs.write_text("x\n<!-- build:banks -->\nold\n<!-- /build:banks -->\ny\n"
+                    "<!-- build:samples -->\n<!-- /build:samples -->\n")  # a new, still empty block
     results = _build_script().main(["--ckpt", str(ckpt.parent), "--out", str(out), "--stages", "model,banks,samples",
                                     "--n-clusters", "3", "--n-samples", "30", "--docs", str(docs)])
     assert results["banks"]["n_clusters"] == 3 and results["model"]["source"]["trained"] == {"iteration": 7}
     text = docs.read_text()
     assert "old" not in text and "N=3 centroids of M=30" in text and text.startswith("x\n")
+    assert "<!-- build:samples -->\n![samples_" in text and text.endswith("png)\n<!-- /build:samples -->\n")
     assert len(list((tmp_path / "doc").glob("samples_*.png"))) == prior.c_dim
     shipped = load_model(out / EMBEDDED_FILE)
     attach_embedded_extras(shipped, out)
