@@ -122,9 +122,11 @@ def test_shards_split_the_cells_between_them_and_an_unsharded_rerun_only_assembl
         run_benchmark(_config(out), prior=prior, progress=False, shard=(2, 2))
 
 
-def test_cli_rejects_a_malformed_shard(tmp_path):
+def test_cli_rejects_a_malformed_shard_or_thread_count(tmp_path):
     result = CliRunner().invoke(cli, ["bench", "--shard", "2/2", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "0 <= K < N" in result.output
+    result = CliRunner().invoke(cli, ["bench", "--threads", "0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--threads" in result.output
 
 
 def _synthetic_results(psnr: dict, lpips: dict) -> dict:

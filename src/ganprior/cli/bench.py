@@ -80,12 +80,19 @@ def _print_protocols() -> None:
 @click.option("--shard", default="0/1", show_default=True, callback=lambda ctx, param, value: _shard(value),
               help="K/N: compute only every N-th (task, image) pair from K, so N processes can share one --out; "
                    "re-run without it afterwards for the complete table.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (default: torch's); 1 per process when shards share a CPU.")
 def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
-            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard) -> None:
+            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard,
+            threads) -> None:
     """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
     if list_protocols:
         _print_protocols()
         return
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     from ganprior.bench import (BenchConfig, BenchError, ImageSourceError, MeasureError, ProtocolError, TaskSpec,
                                 get_protocol, run_benchmark)
 
