@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganprior.bench import EMOJI_TEST, BenchConfig, Paired, TaskSpec, Variant, paired, render_paired, run_benchmark
-from ganprior.bench.runner import TABLE_FILE
+from ganprior.bench.runner import TABLE_FILE, BenchError, parse_shard
 from ganprior.cli.demo import restore_options
 from ganprior.data.emoji import CATEGORIES, load_emoji_npz, load_emoji_test
 from ganprior.degradations import parse_task
@@ -354,10 +354,10 @@ def positive(text: str) -> int:
 
 
 def shard(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
-    return int(index), int(count)
+    try:
+        return parse_shard(text)
+    except BenchError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -281,6 +281,14 @@ def _versions() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` (``--shard`` of the CLI and the build script)."""
+    index, _, count = text.strip().partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise BenchError(f"expected a shard K/N with 0 <= K < N, such as 0/2; got {text!r}")
+    return int(index), int(count)
+
+
 def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = None, progress: bool = True,
                   after_cell: Callable[[Cell], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
     """Run (or resume) the benchmark described by ``config``; returns the results dictionary.

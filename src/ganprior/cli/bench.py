@@ -21,13 +21,12 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    from ganprior.bench.runner import BenchError, parse_shard
+
     try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected K/N such as 0/2, got {text!r}") from None
-    if not 0 <= index < count:
-        raise click.BadParameter(f"need 0 <= K < N, got {text!r}")
-    return index, count
+        return parse_shard(text)
+    except BenchError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _print_protocols() -> None:
