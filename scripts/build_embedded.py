@@ -11,8 +11,8 @@ the generator, so a new checkpoint only needs ``--stages model,banks,samples,fid
   samples      one sample sheet per category -> ``docs/embedded_model/``
   fid          FID of generated samples vs the train split and vs the held-out split
   bench        PSNR / SSIM / feature-net distance / FID per task and method on held-out images
-  ablation     CRI without its centroid start / without its offset regulariser on the bench's images,
-               and paired per-image comparisons of CRI with every other method (needs ``bench``)
+  ablation     CRI without its centroid start / offset regulariser / pivotal tuning, and W+ with CRI's
+               pixel-MSE weight, on the bench's images; CRI paired per image with every column (needs ``bench``)
 
 ``--ckpt`` is a native ``.safetensors`` prior (``prior.safetensors`` of a ``ganprior train`` run), a run
 folder holding one, or a training ``ckpt.pt`` (its EMA generator is used). Every result goes to
@@ -243,10 +243,10 @@ def stage_ablation(prior: StyleGAN2Prior, folder: Path, per_class: int, preset: 
                     for t in base.tasks}
     config = replace(base, methods=tuple(ABLATION_VARIANTS), variants=ABLATION_VARIANTS, baselines=False,
                      task_options=task_options)
-    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL, shard=shard)
     bench_file = folder / "bench" / "results.json"
-    if not bench_file.is_file():
+    if not bench_file.is_file():  # checked before the (long) run, not after it
         raise SystemExit(f"the ablation compares against the bench: run --stages bench first ({bench_file} missing)")
+    results = run_benchmark(config, prior=prior, model_label=DEFAULT_MODEL, shard=shard)
     rows = json.loads(bench_file.read_text())["rows"] + results["rows"]
     others = ("wplus", "pti", "dgp", *ABLATION_VARIANTS)
     comparisons = [paired(rows, task, measure, "cri", other).__dict__
