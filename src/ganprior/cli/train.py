@@ -37,9 +37,14 @@ _DEFAULTS = TrainConfig()
               help="Write a sample sheet (one row per class) every N iterations.")
 @click.option("--snapshot-every", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Keep a copy of the checkpoint every N iterations (0: never).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Warm-start a new run from a native prior (e.g. the shipped emoji32 model.safetensors).")
+@click.option("--init-iteration", type=click.IntRange(min=0), default=None,
+              help="Iteration count the warm start continues from (default: the file's recorded one, else 0).")
 def command(data_path: Path, out_dir: Path, resume: bool, device: str, max_minutes: float | None,
             max_iters: int | None, batch: int, lr: float, r1_gamma: float, augment: str, seed: int,
-            threads: int | None, ckpt_minutes: float, sample_every: int, snapshot_every: int) -> None:
+            threads: int | None, ckpt_minutes: float, sample_every: int, snapshot_every: int,
+            init_from: Path | None, init_iteration: int | None) -> None:
     """Train the embedded prior (pure PyTorch, CPU or GPU); safe to interrupt and resume."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -49,7 +54,7 @@ def command(data_path: Path, out_dir: Path, resume: bool, device: str, max_minut
         config = TrainConfig(batch=batch, lr_g=lr, lr_d=lr, r1_gamma=r1_gamma, augment=augment, seed=seed)
         trainer = train(data_path, out_dir, config, resume=resume, device=device, max_minutes=max_minutes,
                         max_iters=max_iters, ckpt_minutes=ckpt_minutes, sample_every=sample_every,
-                        snapshot_every=snapshot_every)
+                        snapshot_every=snapshot_every, init_from=init_from, init_iteration=init_iteration)
     except (EmojiDataError, CheckpointError, TrainingDiverged, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"stopped at iteration {trainer.iteration}; checkpoint {out_dir / 'ckpt.pt'}")

@@ -324,11 +324,15 @@ def train(
     sample_every: int = 500,
     log_every: int = 20,
     snapshot_every: int = 10000,
+    init_from: str | Path | None = None,
+    init_iteration: int | None = None,
 ) -> Trainer:
     """Train (or continue training) until ``max_minutes`` / ``max_iters`` or a signal; checkpoint on exit.
 
     ``max_iters`` counts total iterations of the run (a resumed run stops at the same total).
-    Refuses to start over an existing run unless ``resume`` is set.
+    Refuses to start over an existing run unless ``resume`` is set. ``init_from`` warm-starts a *new*
+    run from a native prior file (its EMA generator becomes G and G_ema, its D is kept; fresh Adam
+    moments), which is how training continues from the shipped asset when no ``ckpt.pt`` is at hand.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "ckpt.pt"
@@ -343,6 +347,8 @@ def train(
         trainer = Trainer(stored, data, device, state)
     else:
         trainer = Trainer(config, data, device)
+        if init_from is not None:
+            warm_start(trainer, init_from, init_iteration)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_sheet(trainer.real_sheet(), 12, out_dir / "reals.png")
         (out_dir / "config.json").write_text(json.dumps(
@@ -389,6 +395,26 @@ def train(
     checkpoint()
     save_sheet(trainer.sample_sheet(), 12, out_dir / "samples" / "latest.png")
     return trainer
+
+
+def warm_start(trainer: Trainer, prior_path: str | Path, iteration: int | None = None) -> None:
+    """Load G (as G and G_ema) and D from a native prior whose architecture matches the run's config.
+
+    The iteration counter continues from ``iteration``, else from the file's recorded source iteration.
+    """
+    from ganprior.loading.native import load_native, read_native_metadata
+
+    prior = load_native(prior_path)
+    if prior.config() != trainer.model.config():
+        raise CheckpointError(f"{prior_path} has another architecture than this run's config; "
+                              "train with the hyper-parameters it was trained with")
+    trainer.G.load_state_dict(prior.G.state_dict())
+    trainer.G_ema.load_state_dict(prior.G.state_dict())
+    trainer.D.load_state_dict(prior.D.state_dict())
+    if iteration is None:
+        source = read_native_metadata(prior_path).get("source") or {}
+        iteration = int(source.get("iteration", 0)) if isinstance(source, dict) else 0
+    trainer.iteration = iteration
 
 
 def _save_prior(trainer: Trainer, path: Path, data_path: str | Path) -> None:
