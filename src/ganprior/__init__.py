@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["restore"]
+__all__ = ["StopRestoration", "restore"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from ganprior.api import restore
 
         return restore
+    if name == "StopRestoration":
+        from ganprior.methods.base import StopRestoration
+
+        return StopRestoration
     raise AttributeError(f"module 'ganprior' has no attribute {name!r}")

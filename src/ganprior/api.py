@@ -20,6 +20,7 @@ import torch
 from ganprior.degradations import Degradation, Inpainting, parse_task, resize
 from ganprior.fitting import content_weight, from_canvas, mask_to_canvas, place, to_canvas
 from ganprior.methods import cap_steps, get_method_class, preset_options
+from ganprior.methods.base import StepCallback
 from ganprior.models.prior import GenerativePrior
 from ganprior.results import RestorationResult
 
@@ -85,6 +86,8 @@ def restore(
     progress: bool = True,
     video: bool = False,
     options: dict[str, Any] | None = None,
+    callback: StepCallback | None = None,
+    preview_every: int = 5,
 ) -> RestorationResult:
     """Restore one degraded photo; see ``ganprior restore --help`` for what each argument means.
 
@@ -92,6 +95,11 @@ def restore(
     mask; ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
     the image that reaches the inpainting step; ``steps`` caps every stage; ``options`` overrides any
     method option (``ganprior.methods.get_method_class(name).defaults`` lists them).
+
+    ``callback(step, stage, loss, preview) -> bool`` is called after every optimisation step; ``preview``
+    is the restoration as it stands (photo size, fused like the result) every ``preview_every`` steps and
+    ``None`` in between. Returning ``False`` or raising ``StopRestoration`` ends the run cleanly: the
+    result holds the best state so far and ``result.stopped`` says where it stopped.
     """
     started = time.perf_counter()
     observation, source = _load_observation(image)
@@ -136,16 +144,26 @@ def restore(
     runner = method_cls(**chosen)
     total_steps = sum(v for k, v in runner.options.items() if k == "steps" or k.endswith("_steps"))
     frame_every = max(1, total_steps // 60) if video else 0
-    result = runner.run(prior, gen_degradation, target, weight=weight, class_index=class_index, seed=seed,
-                        progress=progress, frame_every=frame_every)
+    back = placement.scaled((R, R), out_size)
+    background = None
+    if back.crop != (0, 0, *out_size):
+        background = resize(observation, out_size, "bicubic")
 
-    with torch.no_grad():
-        back = placement.scaled((R, R), out_size)
-        background = None
-        if back.crop != (0, 0, *out_size):
-            background = resize(observation, out_size, "bicubic")
-        restored = from_canvas(result.image, back, background).clamp(-1, 1)
-        fused = full.fuse(restored, observation).clamp(-1, 1)
+    @torch.no_grad()
+    def to_photo(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generator image -> (restored, fused with the observation) at the output size."""
+        restored = from_canvas(image, back, background).clamp(-1, 1)
+        return restored, full.fuse(restored, observation).clamp(-1, 1)
+
+    step_callback = None
+    if callback is not None:
+        def step_callback(step: int, stage: str, loss: float, preview: torch.Tensor | None) -> bool | None:
+            shown = to_photo(preview)[1] if preview is not None and step % max(1, preview_every) == 0 else None
+            return callback(step, stage, loss, shown)
+
+    result = runner.run(prior, gen_degradation, target, weight=weight, class_index=class_index, seed=seed,
+                        progress=progress, frame_every=frame_every, callback=step_callback)
+    restored, fused = to_photo(result.image)
     config = {
         "task": task_name, "method": method, "preset": preset, "model": _model_label(model, weights),
         "family": family, "resolution": R, "fit": fit, "seed": seed, "steps_cap": steps, "scale": factor,

@@ -73,6 +73,7 @@ class RestorationResult:
             "class": {"index": r.class_index, "score": r.class_score, "source": r.class_source},
             "timings": r.timings,
             "stopped": r.stopped,
+            "interrupted": r.interrupted,
             "extras": r.extras,
             "losses": r.losses,
             "tuned_tensors": sorted(r.generator_delta),

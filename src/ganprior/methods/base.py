@@ -28,6 +28,17 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; raised only when a caller asks for strict behaviour."""
 
 
+class StopRestoration(Exception):
+    """Raise from a step callback to end the run cleanly (same as returning ``False``)."""
+
+
+#: ``callback(step, stage, loss, preview) -> bool``: ``step`` counts every optimisation step of the run
+#: (0, 1, 2, ... across stages), ``preview`` is that step's generator output ``[1, C, R, R]`` (``None``
+#: when the stage renders none); returning ``False`` (or raising :class:`StopRestoration`) stops the run
+#: and keeps the best state so far. ``None`` (no return) means continue.
+StepCallback = Callable[[int, str, float, "torch.Tensor | None"], "bool | None"]
+
+
 @dataclass
 class Result:
     """One restoration in generator space (square, ``prior.resolution``), before fusion."""
@@ -43,13 +54,16 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     losses: list[dict[str, Any]] = field(default_factory=list)
     frames: list[torch.Tensor] = field(default_factory=list)
-    #: why optimisation stopped early (non-finite loss); ``None`` when every stage ran to the end
+    #: why optimisation stopped early (non-finite loss, or the step callback asked); ``None`` when every
+    #: stage ran to the end
     stopped: str | None = None
+    #: True when the step callback stopped the run (``stopped`` then says where)
+    interrupted: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def raise_if_stopped(self) -> None:
-        if self.stopped:
+        if self.stopped and not self.interrupted:
             raise NonFiniteLossError(self.stopped)
 
 
@@ -156,15 +170,34 @@ StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float], torch.Tensor | No
 
 
 class RunRecorder:
-    """Collects the loss curve, stage timings, video frames and the early-stop reason of one run."""
+    """Collects the loss curve, stage timings, video frames and the early-stop reason of one run, and
+    reports each step to the caller's :data:`StepCallback`."""
 
-    def __init__(self, progress: bool = True, frame_every: int = 0) -> None:
+    def __init__(self, progress: bool = True, frame_every: int = 0, callback: StepCallback | None = None) -> None:
         self.progress = progress
         self.frame_every = frame_every
+        self.callback = callback
         self.losses: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.frames: list[torch.Tensor] = []
         self.stopped: str | None = None
+        self.interrupted = False
+        self.step_count = 0
+
+    def report(self, stage: str, step: int, loss: float, image: torch.Tensor | None) -> bool:
+        """Tell the callback about one step; ``False`` (and ``stopped`` set) when it asks to stop."""
+        global_step, self.step_count = self.step_count, self.step_count + 1
+        if self.callback is None:
+            return True
+        preview = None if image is None else image.detach()[:1]
+        try:
+            go_on = self.callback(global_step, stage, loss, preview) is not False
+        except StopRestoration:
+            go_on = False
+        if not go_on:
+            self.interrupted = True
+            self.stopped = f"stopped on request at {stage} step {step}: kept the best state so far"
+        return go_on
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -177,7 +210,7 @@ class RunRecorder:
 
     def fill(self, result: Result) -> Result:
         result.losses, result.timings, result.frames = self.losses, self.timings, self.frames
-        result.stopped = self.stopped
+        result.stopped, result.interrupted = self.stopped, self.interrupted
         return result
 
 
@@ -194,7 +227,8 @@ def optimize(
 
     Keeps a copy of the parameters with the lowest finite loss. If the loss turns NaN/inf the stage
     stops, the parameters are put back to that best state and ``recorder.stopped`` says where (later
-    stages then do nothing). Otherwise the final state is kept, as in the official projectors.
+    stages then do nothing). The same happens when the recorder's step callback asks to stop.
+    Otherwise the final state is kept, as in the official projectors.
     """
     params = list(params)
     if steps <= 0 or recorder.stopped:
@@ -226,6 +260,12 @@ def optimize(
             recorder.losses.append({"stage": stage, "step": i, "loss": value, **terms})
             if image is not None and recorder.frame_every and i % recorder.frame_every == 0:
                 recorder.frames.append(image.detach()[:1].cpu())
+            if not recorder.report(stage, i, value, image):
+                with torch.no_grad():
+                    for p, b in zip(params, best):
+                        p.copy_(b)
+                bar.close()
+                return
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -269,8 +309,10 @@ class Method(ABC):
         seed: int = 0,
         progress: bool = True,
         frame_every: int = 0,
+        callback: StepCallback | None = None,
     ) -> Result:
-        """Restore ``observation`` (= degradation(clean), ``[1, C, h, w]``) with ``prior``."""
+        """Restore ``observation`` (= degradation(clean), ``[1, C, h, w]``) with ``prior``; ``callback``
+        sees every optimisation step (:data:`StepCallback`) and may stop the run."""
 
     # helpers shared by the latent methods (options perceptual, *_weight, n_clusters, n_samples, chunk)
     def reconstruction_loss(
@@ -283,13 +325,13 @@ class Method(ABC):
 
     def start(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
               weight: torch.Tensor | None, class_index: int | None, seed: int, progress: bool,
-              frame_every: int) -> "RunStart":
+              frame_every: int, callback: StepCallback | None = None) -> "RunStart":
         """Seed, recorder, the loss on the observation, and the class (given, classified or searched)."""
         from ganprior.methods.centroids import resolve_class
 
         o = self.options
         torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
+        recorder = RunRecorder(progress, frame_every, callback)
         loss = self.reconstruction_loss(prior, degradation, observation, weight, o["l2_weight"], o["perceptual_weight"])
         with recorder.timed("class"):
             cls, score, source, extras = resolve_class(prior, class_index, observation, loss, o["n_clusters"],

@@ -46,9 +46,10 @@ class CRI(Method):
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
-            frame_every=0) -> Result:
+            frame_every=0, callback=None) -> Result:
         o = self.options
-        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
+                         callback)
         recorder, loss, c, extras = run.recorder, run.loss, run.c, run.extras
         with recorder.timed("centroids"):
             bank = centroid_bank(prior, run.class_index, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])

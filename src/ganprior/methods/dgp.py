@@ -197,7 +197,8 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     groups outside a stage get lr 0. With ``frozen_adam_state`` they still receive gradients, so Adam's
     second moments accumulate as in the official code (decision 2); otherwise they get no gradient.
     Either way their values stay bit-identical. A non-finite loss stops the run and restores the best
-    state of the current stage; the MSE early stop (``[-1, 1]`` scale) ends the whole run (decision 10).
+    state of the current stage, as does a stop asked by the recorder's step callback; the MSE early stop
+    (``[-1, 1]`` scale) ends the whole run (decision 10).
     ``groups`` defaults to :func:`parameter_groups` of ``tuned``, read before anything is frozen.
     """
     if groups is None:
@@ -253,6 +254,11 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
                                         "latent_prior": float(prior_term.detach())})
                 if recorder.frame_every and step_no % recorder.frame_every == 0:
                     recorder.frames.append(img.detach()[:1].cpu())
+                if not recorder.report(f"stage{s + 1}", i, value, img):
+                    with torch.no_grad():
+                        torch._foreach_copy_(live, best)
+                    bar.close()
+                    return _Outcome(latent.detach(), early)
                 if early_stop_mse > 0 and logged["mse"] < early_stop_mse:
                     early = {"stage": s + 1, "step": i, "mse": logged["mse"], "threshold": early_stop_mse}
                     break
@@ -334,7 +340,7 @@ class DGP(Method):
         return sum(st.iterations for st in self.plan()[1])
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
-            frame_every=0) -> Result:
+            frame_every=0, callback=None) -> Result:
         if not prior.has_discriminator:
             raise DGPError(f"DGP needs the GAN's discriminator (feature loss and latent selection); this "
                            f"{prior.family} model has none. Load the checkpoint with its D (BigGAN: D_<name>.pth "
@@ -344,7 +350,7 @@ class DGP(Method):
             raise DGPError(f"schedule {schedule!r} swaps BN for IN, which only BigGAN has; pass "
                            f"stage_instance_norm=[false, ...] or another schedule for a {prior.family} model")
         torch.manual_seed(seed)
-        recorder = RunRecorder(progress, frame_every)
+        recorder = RunRecorder(progress, frame_every, callback)
         with frozen_discriminator(prior):
             loss = DGPLoss(prior, degradation, observation, weight)
             with recorder.timed("selection"):

@@ -89,9 +89,10 @@ class _ProjectionBase(Method):
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
-            frame_every=0) -> Result:
+            frame_every=0, callback=None) -> Result:
         o = self.options
-        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
+                         callback)
         with run.recorder.timed("start"):
             start = mean_w(prior, run.c, o["w_avg_samples"], seed)
             run.extras["start_loss"] = float(score_latents(prior, start[:, 0], run.c, run.loss)[0])

@@ -134,11 +134,12 @@ class PTI(Method):
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
-            frame_every=0) -> Result:
+            frame_every=0, callback=None) -> Result:
         o = self.options
         if o["projection_space"] not in ("w", "wplus"):
             raise ValueError(f"projection_space must be 'w' or 'wplus', got {o['projection_space']!r}")
-        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
+                         callback)
         recorder, loss, c = run.recorder, run.loss, run.c
         with recorder.timed("start"):
             start = mean_w(prior, c, o["w_avg_samples"], seed)

@@ -54,9 +54,10 @@ class PULSE(Method):
     }
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
-            frame_every=0) -> Result:
+            frame_every=0, callback=None) -> Result:
         o = self.options
-        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every)
+        run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
+                         callback)
         recorder, loss, c = run.recorder, run.loss, run.c
         with recorder.timed("gaussian-fit"):
             gaussian = F.leaky_relu(sample_w(prior, c, o["fit_samples"], seed), 5.0)
