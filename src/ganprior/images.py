@@ -9,7 +9,6 @@ truncated), so ``to_uint8(from_uint8(a)) == a`` exactly.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal, Sequence, overload
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from ganprior.atomic import atomic_path
 
 #: refuse images with more pixels than this unless the caller raises it (about 8k x 8k)
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -160,17 +161,10 @@ def load_mask(
 
 # ----- saving --------------------------------------------------------------------------------
 def _atomic_save(img: Image.Image, path: PathLike, **save_kwargs) -> Path:
-    """Write to a temporary file in the target folder, then rename: readers never see half a file."""
+    """Through :func:`ganprior.atomic.atomic_path`: readers never see half a file; umask modes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower()), **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

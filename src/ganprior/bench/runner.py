@@ -24,10 +24,8 @@ import csv
 import hashlib
 import io
 import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ganprior.atomic import atomic_write_text
 from ganprior.bench.baselines import BaselineUnavailable, applicable_baselines, run_baseline
 from ganprior.bench.protocols import Protocol, TaskSpec, Variant, get_protocol
 from ganprior.bench.scoring import MEASURES, ImageScorer, check_measures, default_measures, set_scores
@@ -103,18 +102,6 @@ class Cell:
 
 
 # ----- persistence ---------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_text(data: Any) -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
@@ -146,7 +133,7 @@ class CellStore:
         from ganprior.images import save_image
 
         save_image(image, self.image_path(cell))
-        _atomic_write_text(self._stem(cell).with_suffix(".json"), _json_text(record))
+        atomic_write_text(self._stem(cell).with_suffix(".json"), _json_text(record))
 
 
 # ----- one (task, image) --------------------------------------------------------------------
@@ -502,10 +489,10 @@ def write_reports(results: dict, out: Path, images: list[BenchImage], plan, stor
     """results.json, table.md, per_image.csv and the contact sheets."""
     from ganprior.bench.table import render_report
 
-    _atomic_write_text(out / RESULTS_FILE, _json_text(results))
+    atomic_write_text(out / RESULTS_FILE, _json_text(results))
     protocol: Protocol | None = get_protocol(results["protocol"]) if results.get("protocol") else None
-    _atomic_write_text(out / TABLE_FILE, render_report(results, protocol))
-    _atomic_write_text(out / CSV_FILE, _csv_text(results))
+    atomic_write_text(out / TABLE_FILE, render_report(results, protocol))
+    atomic_write_text(out / CSV_FILE, _csv_text(results))
     _write_sheets(results, out, images, store, sheet_rows)
 
 

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from ganprior.atomic import atomic_path
 
 CATEGORIES: tuple[str, ...] = (
     "Smileys & Emotion",
@@ -297,9 +298,8 @@ def dataset_counts(meta: dict) -> dict:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temporary name ends in .npz, so numpy adds no suffix
+        np.savez_compressed(tmp, **arrays)
 
 
 def _packaged_asset_path() -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ganprior.atomic import atomic_path
 from ganprior.models.prior import GenerativePrior
 
 FORMAT_NAME = "ganprior-native"
@@ -82,17 +82,8 @@ def save_native(prior: GenerativePrior, path: str | Path, *, source: dict[str, A
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": json.dumps(config)}
     if source is not None:
         metadata["source"] = json.dumps(source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(_detached_tensors(prior), tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        save_file(_detached_tensors(prior), str(tmp), metadata=metadata)
     _fsync_directory(path.parent)
     return path
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.cluster import KMeans
 
+from ganprior.atomic import atomic_path
 from ganprior.losses import cache_dir
 from ganprior.models.prior import GenerativePrior
 
@@ -58,15 +57,8 @@ def bank_path(fingerprint: str, class_index: int | None, n_clusters: int, n_samp
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def centroid_bank(

@@ -7,12 +7,12 @@ Loading uses ``weights_only=True``: a checkpoint holds only tensors, numbers, st
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ganprior.atomic import atomic_path
 
 
 class CheckpointError(RuntimeError):
@@ -22,17 +22,8 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Atomically write ``state`` (tensors, numbers, strings, lists and dicts of them) to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(state, tmp)
     return path
 
 
