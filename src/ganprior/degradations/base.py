@@ -64,6 +64,14 @@ class Degradation(nn.Module):
         """Spatial size of the observation made from an input of size ``hw``."""
         return int(hw[0]), int(hw[1])
 
+    def project_observation(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` moved into what this operator can observe (``A(A⁺ y)``); identity by default.
+
+        A colour photo given to colorization becomes its grey, pixels in inpainting holes become 0,
+        so the loss never chases values ``A(G(w))`` cannot produce and the fusion uses the true grey.
+        """
+        return y
+
     def propagate_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Map a per-pixel weight of the input onto the observation (and apply this operator's own).
 
@@ -136,6 +144,12 @@ class Compose(Degradation):
         for op in self.ops:
             size = op.observed_size(size)
         return size
+
+    def project_observation(self, y: torch.Tensor) -> torch.Tensor:
+        """Each operator's projection in order (every one acts channel- or pixel-wise on ``y``)."""
+        for op in self.ops:
+            y = op.project_observation(y)
+        return y
 
     def propagate_weight(self, weight: torch.Tensor) -> torch.Tensor:
         for op in self.ops:

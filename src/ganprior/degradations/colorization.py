@@ -35,6 +35,17 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(dim=1, keepdim=True)
 
 
+def observed_gray(y: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]`` grey of an observation: its channel if it has one or all three are equal,
+    else its Rec.601 grey (a colour photo given to colorization)."""
+    check_image(y, "observation")
+    if y.shape[1] not in (1, 3):
+        raise DegradationError(f"grey observation must have 1 or 3 channels, got {y.shape[1]}")
+    if y.shape[1] == 1 or bool((y[:, 1:] == y[:, :1]).all()):
+        return y[:, :1]
+    return to_gray(y)
+
+
 def _channel_matmul(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", m.to(x.device, x.dtype), x)
 
@@ -60,6 +71,19 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
         linear > 0.0031308, 1.055 * linear.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear
     )
     return srgb.clamp(0.0, 1.0)
+
+
+def exact_gray_in_range(x: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """``x`` with Rec.601 grey exactly ``gray`` and values in [-1, 1]: shift every channel by the grey
+    error, then, only where that leaves [-1, 1] (colours outside the sRGB gamut at that grey), move
+    the pixel towards the neutral grey of the same lightness just enough to fit."""
+    total = sum(GRAY_WEIGHTS)
+    shifted = x + (gray - to_gray(x)) / total
+    neutral = (gray / total).clamp(-1, 1)
+    d = shifted - neutral
+    room = torch.where(d > 0, (1 - neutral) / d.clamp_min(1e-12), (-1 - neutral) / d.clamp_max(-1e-12))
+    t = torch.where(d == 0, torch.ones_like(d), room).amin(dim=1, keepdim=True).clamp(0, 1)
+    return neutral + t * d
 
 
 FusionMode = Literal["lab-luma", "lab", "luma", "none"]
@@ -92,8 +116,9 @@ class Colorization(Degradation):
 
     Fusion modes (all take the colour, a* and b*, or the channel differences, from the restoration):
       * ``"lab-luma"`` (default): chroma (a*, b*) of the restoration, lightness L* chosen per pixel
-        so the fused image's Rec.601 grey equals the observation (up to gamut clipping). A perfect
-        restoration is returned unchanged.
+        so the fused image's Rec.601 grey equals the observation; where the gamut clips, the pixel
+        is desaturated just enough that the grey is still exact (:func:`exact_gray_in_range`).
+        A perfect restoration is returned unchanged.
       * ``"lab"``: L* of the grey observation itself, read as an sRGB grey (DGP's evaluation
         trick made blind: DGP took L* from the ground-truth colour image, which a user does not
         have). Rec.601 grey is not CIE lightness, so for saturated colours this changes even a
@@ -115,21 +140,23 @@ class Colorization(Degradation):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_gray(x).expand(-1, 3, -1, -1)
 
+    def project_observation(self, y: torch.Tensor) -> torch.Tensor:
+        """The observation's grey on all three channels (a colour photo loses its colour)."""
+        return observed_gray(y).expand(-1, 3, -1, -1)
+
     def fuse(self, x_restored: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        check_image(y, "observation")
-        if y.shape[1] not in (1, 3):
-            raise DegradationError(f"grey observation must have 1 or 3 channels, got {y.shape[1]}")
-        observed_gray = y[:, :1]
+        observed = observed_gray(y)
         if self.fusion == "none":
             return x_restored
         if self.fusion == "luma":
-            return x_restored + (observed_gray - to_gray(x_restored)) / sum(GRAY_WEIGHTS)
+            return x_restored + (observed - to_gray(x_restored)) / sum(GRAY_WEIGHTS)
         chroma = rgb_to_lab(((x_restored + 1) / 2).clamp(0, 1))[:, 1:]
         if self.fusion == "lab":
-            lightness = rgb_to_lab(((observed_gray.expand(-1, 3, -1, -1) + 1) / 2).clamp(0, 1))[:, :1]
+            lightness = rgb_to_lab(((observed.expand(-1, 3, -1, -1) + 1) / 2).clamp(0, 1))[:, :1]
         else:  # grey on [-1, 1] values = 2 * grey on [0, 1] values - sum(weights)
-            target = ((observed_gray + sum(GRAY_WEIGHTS)) / 2).clamp(0, 1)
+            target = ((observed + sum(GRAY_WEIGHTS)) / 2).clamp(0, 1)
             lightness = lightness_for_gray(chroma.detach(), target.to(chroma.dtype))
+            return exact_gray_in_range(lab_to_rgb(torch.cat([lightness, chroma], dim=1)) * 2 - 1, observed)
         return lab_to_rgb(torch.cat([lightness, chroma], dim=1)) * 2 - 1
 
     def describe(self) -> dict[str, Any]:

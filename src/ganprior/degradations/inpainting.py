@@ -46,6 +46,12 @@ class Inpainting(Degradation):
         observed = self._checked_mask(x_restored).bool()
         return torch.where(observed, y.to(x_restored.dtype), x_restored)
 
+    def project_observation(self, y: torch.Tensor) -> torch.Tensor:
+        """Hole pixels become 0 (when the mask is at the observation's size, i.e. after any SR)."""
+        if tuple(y.shape[-2:]) != tuple(self.mask.shape[-2:]):
+            return y
+        return y * self.mask.to(y.device, y.dtype)
+
     def propagate_weight(self, weight: torch.Tensor) -> torch.Tensor:
         if tuple(weight.shape[-2:]) != tuple(self.mask.shape[-2:]):
             raise DegradationError(

@@ -3,8 +3,11 @@
 * :class:`Denoising`: additive Gaussian noise. Like deepinv, the noise is not part of the
   differentiable model (``A = identity``): adding fresh noise to the generator output inside a loss
   only adds variance. ``degrade`` adds seeded noise to make test inputs.
-* :class:`Blur`: depthwise Gaussian or box blur with reflect padding (same size). Fusion is the
-  identity (no Wiener/back-projection step).
+* :class:`Blur`: depthwise Gaussian or box blur with reflect padding (same size). Fusion
+  ``"project"`` is the range–null-space projection ``x + A⁺(y − A x)`` with a truncated
+  pseudo-inverse (``projection.py``; what ``ganprior.restore`` uses); ``"none"`` returns the restoration.
+* Denoising and JPEG are not projected: ``A(x) = y`` would put the noise back (denoising's ``A`` is
+  the identity), and JPEG's quantisation is not linear.
 * :class:`JPEG`: differentiable JPEG model (YCbCr, 4:2:0 chroma, 8x8 DCT, IJG quality-scaled
   quantisation tables, rounding with a straight-through or soft-round gradient); ``degrade`` runs
   real Pillow/libjpeg compression.
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .base import Degradation, DegradationError, check_image
+from .projection import ProjectionCache, conv_matrix
 
 
 class Denoising(Degradation):
@@ -70,10 +74,15 @@ def blur_kernel(kind: str, size: float) -> torch.Tensor:
 class Blur(Degradation):
     """Separable blur, same output size; even box widths shift by half a pixel towards the top-left."""
 
-    def __init__(self, size: float = 2.0, kind: Literal["gaussian", "box"] = "gaussian") -> None:
+    def __init__(self, size: float = 2.0, kind: Literal["gaussian", "box"] = "gaussian",
+                 fusion: Literal["none", "project"] = "none") -> None:
         super().__init__()
+        if fusion not in ("none", "project"):
+            raise DegradationError(f"blur fusion must be 'none' or 'project', got {fusion!r}")
         self.kind = kind
         self.size = float(size)
+        self.fusion = fusion
+        self._projections = ProjectionCache()
         self.register_buffer("taps", blur_kernel(kind, self.size).float(), persistent=False)
 
     @property
@@ -92,8 +101,21 @@ class Blur(Degradation):
         x = F.conv2d(x, k.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
         return F.conv2d(x, k.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
 
+    def axis_matrix(self, size: int) -> torch.Tensor:
+        """``[size, size]`` float64 matrix of the blur along one axis (it is separable)."""
+        taps = blur_kernel(self.kind, self.size)
+        n = taps.numel()
+        return conv_matrix(taps, size, 1, (n - 1) // 2, n // 2, "reflect")
+
+    def fuse(self, x_restored: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.fusion == "none":
+            return x_restored
+        hw = (int(x_restored.shape[-2]), int(x_restored.shape[-1]))
+        pinv = self._projections.get(hw, lambda s: (self.axis_matrix(s[0]), self.axis_matrix(s[1])))
+        return pinv.project(x_restored, y)
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "type": "Blur", "kind": self.kind, "size": self.size}
+        return {"name": self.name, "type": "Blur", "kind": self.kind, "size": self.size, "fusion": self.fusion}
 
 
 # ----- JPEG ----------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def parse_task(
     seed: int = 0,
     colorize_fusion: str = "lab",
     sr_fusion: str = "none",
+    blur_fusion: str = "none",
     sr_reupsample: bool = False,
     noise_sigma: float | None = None,
     blur_sigma: float | None = None,
@@ -93,6 +94,8 @@ def parse_task(
     ``image_size`` (H, W) of the clean image. Operators after ``sr`` see the low-resolution size.
     Parameters come from the token (``sr4``, ``jpeg30``, ``denoise0.1``, ``blur2``) or the keyword
     (``scale``, ``jpeg_quality``, ``noise_sigma``, ``blur_sigma``), not both with different values.
+    The ``*_fusion`` keywords choose each operator's fusion (``ganprior.restore`` asks for the
+    consistent ones: ``lab-luma``, ``project``, ``project``).
     """
     tokens = [t.strip().lower() for t in str(task).split("+")]
     if len(tokens) == 1 and tokens[0] in IDENTITY_TASKS:
@@ -113,7 +116,8 @@ def parse_task(
         elif kind == "denoise":
             op = Denoising(_parameter("denoise", token, number, "noise_sigma", noise_sigma, 0.1), seed=seed)
         elif kind == "blur":
-            op = Blur(_parameter("blur", token, number, "blur_sigma", blur_sigma, 2.0))
+            op = Blur(_parameter("blur", token, number, "blur_sigma", blur_sigma, 2.0),
+                      fusion=blur_fusion)  # type: ignore[arg-type]
         elif kind == "jpeg":
             quality = _parameter("jpeg", token, number, "jpeg_quality", jpeg_quality, 75)
             op = JPEG(_whole("jpeg", quality, 1, 100))

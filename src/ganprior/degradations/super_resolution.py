@@ -19,7 +19,10 @@ the observation is bilinearly upsampled back to full size, as DGP compares image
 
 Fusion: ``"none"`` returns the restoration (DGP and CRI keep the raw generator output);
 ``"lowpass"`` swaps the restoration's low frequencies for the observation's,
-``x + up(y - A(x))`` with a bicubic ``up``, so that ``A`` of the result is close to ``y``.
+``x + up(y - A(x))`` with a bicubic ``up`` (``A`` of the result is only close to ``y``);
+``"project"`` (what ``ganprior.restore`` uses) is the range–null-space projection
+``x + A⁺(y - A(x))`` with the exact pseudo-inverse of the kernel's matrices
+(``projection.py``), so ``A`` of the result equals ``y``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .base import Degradation, DegradationError, Size, check_image
-from .resample import resize
+from .projection import ProjectionCache, conv_matrix
+from .resample import resize, resize_matrix
 
 SR_KERNELS = ("bicubic", "lanczos", "area", "dgp-lanczos2")
+SR_FUSIONS = ("none", "lowpass", "project")
 
 
 def dgp_lanczos2_taps(factor: int) -> torch.Tensor:
@@ -58,19 +63,20 @@ class SuperResolution(Degradation):
         factor: int,
         kernel: str = "bicubic",
         reupsample: bool = False,
-        fusion: Literal["none", "lowpass"] = "none",
+        fusion: Literal["none", "lowpass", "project"] = "none",
     ) -> None:
         super().__init__()
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
             raise DegradationError(f"super-resolution factor must be an integer >= 1, got {factor!r}")
         if kernel not in SR_KERNELS:
             raise DegradationError(f"unknown SR kernel {kernel!r}; known: {', '.join(SR_KERNELS)}")
-        if fusion not in ("none", "lowpass"):
-            raise DegradationError(f"SR fusion must be 'none' or 'lowpass', got {fusion!r}")
+        if fusion not in SR_FUSIONS:
+            raise DegradationError(f"SR fusion must be one of {', '.join(SR_FUSIONS)}, got {fusion!r}")
         self.factor = int(factor)
         self.kernel = kernel
         self.reupsample = reupsample
         self.fusion = fusion
+        self._projections = ProjectionCache()
         if kernel == "dgp-lanczos2":
             self.register_buffer("taps", dgp_lanczos2_taps(self.factor).float(), persistent=False)
 
@@ -124,9 +130,29 @@ class SuperResolution(Degradation):
             lows.append((low[None] if low.ndim == 2 else low.permute(2, 0, 1)) * 2 - 1)
         return self._finish(torch.stack(lows).to(x.dtype), x.shape[-2:])
 
+    def axis_matrix(self, size: int) -> torch.Tensor:
+        """``[observed, size]`` float64 matrix of this operator along one axis (it is separable)."""
+        if self.factor == 1:
+            matrix = torch.eye(size, dtype=torch.float64)
+        elif self.kernel == "dgp-lanczos2":
+            pad = (self.taps.numel() - self.factor) // 2
+            matrix = conv_matrix(dgp_lanczos2_taps(self.factor), size, self.factor, pad, pad, "replicate")
+        else:
+            matrix = resize_matrix(size, size // self.factor, self.kernel)
+        if self.reupsample and self.factor > 1:
+            up = F.interpolate(torch.eye(matrix.shape[0], dtype=torch.float64)[None], size=size, mode="linear",
+                               align_corners=False)[0].T  # [size, low]
+            matrix = up @ matrix
+        return matrix
+
     def fuse(self, x_restored: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.fusion == "none":
             return x_restored
+        if self.fusion == "project":
+            self.low_res_size(x_restored.shape[-2:])
+            h, w = int(x_restored.shape[-2]), int(x_restored.shape[-1])
+            pinv = self._projections.get((h, w), lambda hw: (self.axis_matrix(hw[0]), self.axis_matrix(hw[1])))
+            return pinv.project(x_restored, y)
         residual = y - self(x_restored)
         if tuple(residual.shape[-2:]) != tuple(x_restored.shape[-2:]):
             residual = resize(residual, x_restored.shape[-2:], "bicubic")
