@@ -1,0 +1,240 @@
+"""Full-size readiness: networks of the released checkpoints' architecture with random weights.
+
+The official checkpoints are not on this machine, but their architectures are known exactly (the
+registry entry gives family, resolution and classes; the construction formulas and the official
+training configs give the rest, ``stylegan_spec.md`` §2-4 and ``dgp_spec.md``). Building them with
+ganprior's own constructors and random weights measures what every method costs at benchmark scale:
+time per step and peak memory. ``width`` < 1 scales every channel count down (the test's quick
+version); ``resolution`` overrides the output size (StyleGAN-XL keeps its 16² stem and adds stages).
+
+The perceptual distance of the paper runs (NVIDIA's VGG16-LPIPS) is not cached here either; its
+cost is stood in for by a random-weight VGG16 trunk with the same call convention (area-reduced to
+256² when larger, five LPIPS taps), registered as ``vgg16-random``.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganprior.losses import register_perceptual
+from ganprior.losses.perceptual import PerceptualDistance, _normalize_channels
+from ganprior.models.prior import GenerativePrior
+
+#: channel plan of VGG16's five stages (two or three 3x3 convs each, LPIPS tap after the last ReLU)
+_VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+
+
+class RandomVGG16Distance(PerceptualDistance):
+    """A stand-in with the cost of ``nvidia-vgg16``: VGG16 convs (random weights), images > 256²
+    area-reduced to 256², LPIPS-style distance over the five taps. Only for timing and memory."""
+
+    name = "vgg16-random"
+    min_size = 16
+
+    def __init__(self, width: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        stages, c_in = [], 3
+        for channels, convs in _VGG16_STAGES:
+            c_out = max(4, int(channels * width))
+            layers: list[nn.Module] = []
+            for _ in range(convs):
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+                c_in = c_out
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.requires_grad_(False)
+
+    def _taps(self, img: torch.Tensor) -> list[torch.Tensor]:
+        if img.shape[-1] > 256 or img.shape[-2] > 256:
+            img = F.interpolate(img, size=(256, 256), mode="area")
+        taps, x = [], img.expand(-1, 3, -1, -1)
+        for i, stage in enumerate(self.stages):
+            x = stage(x if i == 0 else F.max_pool2d(x, 2))
+            taps.append(x)
+        return taps
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = a.new_zeros(a.shape[0])
+        for x, y in zip(self._taps(a), self._taps(b)):
+            total = total + (_normalize_channels(x) - _normalize_channels(y)).square().sum(1).flatten(1).mean(1)
+        return total
+
+
+register_perceptual("vgg16-random", RandomVGG16Distance)
+
+
+# ----- the architectures ------------------------------------------------------------------------
+def _scaled(value: int, width: float) -> int:
+    return max(8, int(round(value * width)))
+
+
+def stylegan_xl_imagenet(resolution: int = 512, width: float = 1.0) -> GenerativePrior:
+    """StyleGAN-XL ImageNet (README settings: stem 16², 10 layers, 7 head layers per ×2 stage;
+    SG3-T widths doubled, ``channel_base`` 65536, ``channel_max`` 1024): 37 ws at 512²."""
+    from ganprior.models.stylegan_xl import StyleGANXLPrior
+
+    synthesis = stylegan_xl_synthesis(resolution, width)
+    mapping = dict(z_dim=64, c_dim=1000, w_dim=512, num_ws=len(synthesis["layers"]) + 1, num_layers=2)
+    return StyleGANXLPrior(mapping, synthesis)
+
+
+def stylegan_xl_synthesis(resolution: int = 512, width: float = 1.0) -> dict:
+    """The synthesis config of :func:`stylegan_xl_imagenet` (layer schedule only, no weights)."""
+    from ganprior.models import stylegan3
+    from ganprior.models.stylegan_xl import superres_schedule
+
+    base, top = _scaled(65536, width), _scaled(1024, width)
+    synthesis = stylegan3.synthesis_schedule(512, 16, channel_base=base, channel_max=top, num_layers=10)
+    while synthesis["img_resolution"] < resolution:
+        synthesis = superres_schedule(synthesis, 7, 2, channel_base=base, channel_max=top)
+    return synthesis
+
+
+def _stylegan2_discriminator(resolution: int, width: float) -> dict:
+    return dict(c_dim=0, img_resolution=resolution, channel_base=_scaled(32768, width),
+                channel_max=_scaled(512, width), mbstd_group_size=4)
+
+
+def stylegan2_ffhq(resolution: int = 1024, width: float = 1.0) -> GenerativePrior:
+    """StyleGAN2 FFHQ (config F: 8 mapping layers, ``channel_base`` 32768, ``channel_max`` 512) with its D."""
+    from ganprior.models.stylegan2 import StyleGAN2Prior
+
+    generator = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, mapping_kwargs=dict(num_layers=8),
+                     synthesis_kwargs=dict(channel_base=_scaled(32768, width), channel_max=_scaled(512, width)))
+    return StyleGAN2Prior(generator, _stylegan2_discriminator(resolution, width))
+
+
+def stylegan3_t_ffhq(resolution: int = 1024, width: float = 1.0) -> GenerativePrior:
+    """StyleGAN3-T FFHQ (``channel_base`` 32768, ``channel_max`` 512, 14 layers, 16 ws) with its SG2 D."""
+    from ganprior.models import stylegan3
+
+    synthesis = stylegan3.synthesis_schedule(512, resolution, channel_base=_scaled(32768, width),
+                                             channel_max=_scaled(512, width))
+    mapping = dict(z_dim=512, c_dim=0, w_dim=512, num_ws=len(synthesis["layers"]) + 1, num_layers=2)
+    return stylegan3.StyleGAN3Prior(mapping, synthesis, _stylegan2_discriminator(resolution, width))
+
+
+def biggan_dgp(resolution: int = 256, width: float = 1.0) -> GenerativePrior:
+    """DGP's BigGAN (G_ch = D_ch = 96, dim_z 120, hierarchical z, attention at 64²) with its D;
+    resolutions below 256 give the 128² architecture."""
+    from ganprior.models.biggan import PRESETS, BigGANConfig, BigGANPrior
+
+    resolution = 256 if resolution >= 256 else 128  # DGP released 128² and 256² only
+    preset = PRESETS[str(resolution)]
+    ch = _scaled(preset.G_ch, width)
+    return BigGANPrior(BigGANConfig(resolution=resolution, G_ch=ch, D_ch=ch, dim_z=preset.dim_z,
+                                    shared_dim=preset.shared_dim, G_attn=preset.G_attn, D_attn=preset.D_attn))
+
+
+#: registry name -> (builder, the methods that apply: DGP needs a discriminator)
+ARCHITECTURES: dict[str, tuple[Callable[..., GenerativePrior], tuple[str, ...]]] = {
+    "stylegan_xl-imagenet512": (stylegan_xl_imagenet, ("w", "wplus", "cri", "pti", "pulse")),
+    "stylegan2-ffhq-1024x1024": (stylegan2_ffhq, ("w", "wplus", "cri", "pti", "pulse", "dgp")),
+    "stylegan3-t-ffhq-1024x1024": (stylegan3_t_ffhq, ("w", "wplus", "cri", "pti", "pulse", "dgp")),
+    "biggan-dgp-256": (biggan_dgp, ("dgp",)),
+}
+
+
+def build(name: str, width: float = 1.0, resolution: int | None = None, seed: int = 0) -> GenerativePrior:
+    """The registry entry ``name``'s architecture with random (seeded) weights, frozen, eval mode."""
+    from ganprior.loading.registry import get_spec
+
+    if name not in ARCHITECTURES:
+        raise ValueError(f"no full-size architecture for {name!r}; known: {', '.join(ARCHITECTURES)}")
+    spec = get_spec(name)
+    torch.manual_seed(seed)
+    prior = ARCHITECTURES[name][0](resolution=resolution or spec.resolution, width=width)
+    if resolution is None and (prior.resolution, prior.c_dim) != (spec.resolution, spec.classes):
+        raise AssertionError(f"{name}: built {prior.resolution}px / {prior.c_dim} classes, registry says "
+                             f"{spec.resolution}px / {spec.classes}")
+    return prior.eval().requires_grad_(False)
+
+
+# ----- measurements -----------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def parameter_count(prior: GenerativePrior) -> tuple[int, int]:
+    """``(generator parameters, discriminator parameters)``."""
+    d = getattr(prior, "D", None)
+    n_d = sum(p.numel() for p in d.parameters()) if isinstance(d, nn.Module) else 0
+    return sum(p.numel() for p in prior.parameters()) - n_d, n_d
+
+
+def bench_options(method: str, prior: GenerativePrior, perceptual: str) -> dict[str, Any]:
+    """Options that keep a measurement short but exercise every stage: the centroid bank and the
+    candidate selection keep their real sizes at the *scoring* end (10 centroids, 8 per chunk), the
+    k-means samples are cut (mapping-only, cheap)."""
+    options: dict[str, Any] = {}
+    if method in ("w", "wplus", "cri", "pti", "pulse"):
+        options.update(n_samples=1000, perceptual=perceptual)
+    if method in ("w", "wplus", "pti"):
+        options["w_avg_samples"] = 1000
+    if method == "pulse":
+        options["fit_samples"] = 1000
+    if method == "cri":
+        options["cache"] = False
+    if method == "dgp":
+        options.update(select_num=8)
+    return options
+
+
+def run_method(prior: GenerativePrior, method: str, steps: int, perceptual: str = "vgg16-random",
+               task: str = "sr4", seed: int = 0) -> dict[str, Any]:
+    """One restoration of a random sr4 observation with every stage capped at ``steps``:
+    wall time per stage, seconds per optimisation step, and the process's peak memory."""
+    from ganprior.api import restore
+
+    R = prior.resolution
+    observation = torch.rand(1, 3, R // 4, R // 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    class_index = 1 if prior.c_dim else None
+    start = time.perf_counter()
+    result = restore(observation, task=task, method=method, model=prior, class_index=class_index, seed=seed,
+                     steps=steps, progress=False, options=bench_options(method, prior, perceptual))
+    total = time.perf_counter() - start
+    per_step = {}
+    for entry in result.result.losses:
+        per_step[entry["stage"]] = per_step.get(entry["stage"], 0) + 1
+    timings = {k: round(v, 3) for k, v in result.timings.items()}
+    return {"method": method, "seconds": round(total, 3), "timings": timings,
+            "s_per_step": {stage: round(result.timings[stage] / n, 3) for stage, n in per_step.items()
+                           if stage in result.timings},
+            "stopped": result.stopped, "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def run_step(prior: GenerativePrior, batch: int, perceptual: str = "vgg16-random", seed: int = 0) -> dict[str, Any]:
+    """The inner step every latent method repeats, at ``batch`` images: synthesis from W+ latents,
+    ×4 down-sampling, perceptual + MSE to a target, backward to the latents."""
+    from ganprior.losses import get_perceptual
+
+    distance = get_perceptual(perceptual, prior)
+    g = torch.Generator().manual_seed(seed)
+    c = prior.class_matrix(torch.randint(0, max(prior.c_dim, 1), (batch,), generator=g), batch) if prior.c_dim \
+        else torch.zeros(batch, 0)
+    with torch.no_grad():
+        ws = prior.mapping(torch.randn(batch, prior.z_dim, generator=g), c) if prior.has_mapping \
+            else torch.randn(batch, 1, prior.z_dim, generator=g)
+    target = torch.rand(batch, 3, prior.resolution, prior.resolution, generator=g) * 2 - 1
+    times = []
+    for _ in range(2):  # the first includes one-off allocations
+        latent = ws.clone().requires_grad_(True)
+        start = time.perf_counter()
+        img = prior.synthesis(latent, c)
+        small = F.avg_pool2d(img, 4)
+        up = F.interpolate(small, size=img.shape[-2:], mode="bilinear", align_corners=False)
+        loss = (distance(up, target) + (small - F.avg_pool2d(target, 4)).square().flatten(1).mean(1)).sum()
+        loss.backward()
+        times.append(time.perf_counter() - start)
+    return {"batch": batch, "s_per_step": round(min(times), 3), "s_per_image": round(min(times) / batch, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
