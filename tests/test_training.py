@@ -119,3 +119,55 @@ def test_losses_and_r1_match_closed_forms():
                                  torch.full((2, 1), 2.0))
     assert logits.shape == (2, 1)
     assert torch.allclose(penalty, torch.full((2,), 4 * a.square().sum().item()))
+
+
+def test_bf16_autocast_trains_with_r1_and_tracks_fp32(tiny_npz, tmp_path):
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        runs[precision] = train(tiny_npz, tmp_path / precision, TINY, max_iters=4, log_every=1, sample_every=100,
+                                snapshot_every=0, precision=precision)
+    bf16 = runs["bf16"]
+    assert all(p.dtype == torch.float32 for p in [*bf16.G.parameters(), *bf16.D.parameters()])
+    assert all(v.dtype == torch.float32 for s in bf16.opt_D.state.values() for v in s.values() if v.ndim)
+    records = {k: [json.loads(line) for line in (tmp_path / k / "log.jsonl").read_text().splitlines()] for k in runs}
+    assert sum("r1" in r for r in records["bf16"]) == 2  # R1's double backward ran under autocast
+    assert all(np.isfinite(r[k]) for r in records["bf16"] for k in ("loss_D", "loss_G", "r1") if k in r)
+    # same seed, same first batch: the first step's losses and R1 agree to bf16 rounding
+    first32, first16 = records["fp32"][0], records["bf16"][0]
+    for key in ("loss_D", "loss_G", "r1"):
+        assert first16[key] == pytest.approx(first32[key], rel=0.05), key
+    assert first16["loss_D"] != first32["loss_D"]  # and autocast really ran in bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        train(tiny_npz, tmp_path / "fp16", TINY, max_iters=1, precision="fp16")
+
+
+def test_resume_may_switch_precision_and_layout(tiny_npz, tmp_path):
+    runner = CliRunner()
+    args = ["--data", str(tiny_npz), "--out", str(tmp_path / "run"), "--batch", "4"]
+    assert runner.invoke(train_command, args + ["--max-iters", "2"]).exit_code == 0
+    result = runner.invoke(train_command, args + ["--max-iters", "4", "--resume", "--precision", "bf16",
+                                                  "--channels-last"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["iteration"] == 4
+    bad = runner.invoke(train_command, args + ["--resume", "--precision", "fp16"])
+    assert bad.exit_code != 0 and "--precision" in bad.output and "Traceback" not in bad.output
+
+
+def test_init_from_warm_starts_a_new_run_from_a_native_prior(tiny_npz, tmp_path):
+    _run(tiny_npz, tmp_path / "source", 2)
+    prior_file = tmp_path / "source" / "prior.safetensors"
+    source = load_native(prior_file)
+    warm = train(tiny_npz, tmp_path / "warm", TINY, init_from=prior_file, init_iteration=100, max_iters=100)
+    assert warm.iteration == 100  # counts from the warm start; nothing trained yet
+    for net in (warm.G, warm.G_ema):
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), source.G.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(warm.D.state_dict().values(), source.D.state_dict().values()))
+    assert not warm.opt_G.state  # fresh Adam moments
+    stepped = train(tiny_npz, tmp_path / "warm", TINY, max_iters=101, log_every=1)
+    assert stepped.iteration == 101
+    assert json.loads((tmp_path / "warm" / "log.jsonl").read_text().splitlines()[0])["iter"] == 101
+    default_iteration = train(tiny_npz, tmp_path / "warm2", TINY, init_from=prior_file, max_iters=0)
+    assert default_iteration.iteration == 2  # the file's recorded source iteration
+    wider = TrainConfig(**{**TINY.__dict__, "g_channel_max": 16})
+    with pytest.raises(CheckpointError, match="architecture"):
+        train(tiny_npz, tmp_path / "mismatch", wider, init_from=prior_file, max_iters=0)

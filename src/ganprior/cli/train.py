@@ -9,7 +9,7 @@ import torch
 
 from ganprior.data.emoji import EmojiDataError
 from ganprior.training.checkpoint import CheckpointError
-from ganprior.training.loop import TrainConfig, TrainingDiverged, train
+from ganprior.training.loop import PRECISIONS, TrainConfig, TrainingDiverged, train
 
 _DEFAULTS = TrainConfig()
 
@@ -41,10 +41,15 @@ _DEFAULTS = TrainConfig()
               help="Warm-start a new run from a native prior (e.g. the shipped emoji32 model.safetensors).")
 @click.option("--init-iteration", type=click.IntRange(min=0), default=None,
               help="Iteration count the warm start continues from (default: the file's recorded one, else 0).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="bf16: forward passes under bfloat16 autocast (weights, Adam and losses stay float32); "
+                   "1.3x faster per iteration on an AVX512-BF16 CPU. May change on --resume.")
+@click.option("--channels-last/--no-channels-last", default=False, show_default=True,
+              help="Keep networks and images in NHWC memory layout (no gain measured on this CPU).")
 def command(data_path: Path, out_dir: Path, resume: bool, device: str, max_minutes: float | None,
             max_iters: int | None, batch: int, lr: float, r1_gamma: float, augment: str, seed: int,
             threads: int | None, ckpt_minutes: float, sample_every: int, snapshot_every: int,
-            init_from: Path | None, init_iteration: int | None) -> None:
+            init_from: Path | None, init_iteration: int | None, precision: str, channels_last: bool) -> None:
     """Train the embedded prior (pure PyTorch, CPU or GPU); safe to interrupt and resume."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -54,7 +59,8 @@ def command(data_path: Path, out_dir: Path, resume: bool, device: str, max_minut
         config = TrainConfig(batch=batch, lr_g=lr, lr_d=lr, r1_gamma=r1_gamma, augment=augment, seed=seed)
         trainer = train(data_path, out_dir, config, resume=resume, device=device, max_minutes=max_minutes,
                         max_iters=max_iters, ckpt_minutes=ckpt_minutes, sample_every=sample_every,
-                        snapshot_every=snapshot_every, init_from=init_from, init_iteration=init_iteration)
+                        snapshot_every=snapshot_every, init_from=init_from, init_iteration=init_iteration,
+                        precision=precision, channels_last=channels_last)
     except (EmojiDataError, CheckpointError, TrainingDiverged, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"stopped at iteration {trainer.iteration}; checkpoint {out_dir / 'ckpt.pt'}")

@@ -13,6 +13,7 @@ A run lives in one folder: ``ckpt.pt`` (everything needed to resume bit-exactly)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -35,6 +36,7 @@ from ganprior.training.losses import discriminator_loss, generator_loss, r1_pena
 
 CHECKPOINT_FORMAT = "ganprior-train-1"
 SAMPLE_SEED = 20240601
+PRECISIONS = ("fp32", "bf16")
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,21 +104,31 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class Trainer:
-    """Holds the networks, optimisers and counters of one run; :meth:`step` is one D + one G update."""
+    """Holds the networks, optimisers and counters of one run; :meth:`step` is one D + one G update.
+
+    ``precision`` and ``channels_last`` are runtime choices, not part of the run's config (a run may
+    resume with other ones): ``"bf16"`` runs the forward passes under bfloat16 autocast (weights,
+    optimiser moments, EMA and losses stay float32); ``channels_last`` stores the networks and images
+    NHWC, which some CPU convolution kernels prefer.
+    """
 
     def __init__(self, config: TrainConfig, data: EmojiImages, device: str | torch.device = "cpu",
-                 state: dict[str, Any] | None = None) -> None:
+                 state: dict[str, Any] | None = None, precision: str = "fp32", channels_last: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.config = config
         self.device = torch.device(device)
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.classes = data.classes
-        self.reals = images_to_tensor(data.images).to(self.device)
+        self.reals = images_to_tensor(data.images).to(self.device, memory_format=self.memory_format)
         self.labels = torch.as_tensor(data.labels, dtype=torch.long, device=self.device)
         self.c_dim = len(self.classes)
         self.resolution = data.resolution
         if state is None:
             torch.manual_seed(config.seed)
         self.prior_kwargs = config.prior_config(self.resolution, self.c_dim)
-        self.model = StyleGAN2Prior(**self.prior_kwargs).to(self.device).train()
+        self.model = StyleGAN2Prior(**self.prior_kwargs).to(self.device, memory_format=self.memory_format).train()
         self.G, self.D = self.model.G, self.model.D
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.augment = DiffAugment(config.augment)
@@ -130,6 +142,11 @@ class Trainer:
             self._load(state)
 
     # ----- one iteration ---------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(labels, self.c_dim).float()
 
@@ -144,11 +161,13 @@ class Trainer:
 
     def _generate(self, c: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
         z = torch.randn(c.shape[0], self.config.z_dim, device=self.device)
-        ws = self.G.mapping(z, c, update_emas=update_emas)
-        if self.config.style_mixing_prob > 0 and torch.rand([]).item() < self.config.style_mixing_prob:
-            cutoff = int(torch.randint(1, ws.shape[1], []).item())
-            z2 = torch.randn_like(z)
-            ws = torch.cat([ws[:, :cutoff], self.G.mapping(z2, c)[:, cutoff:]], dim=1)
+        # The mapping stays float32 under autocast: it is tiny, and its w_avg tracker is a float32 buffer.
+        with torch.autocast(self.device.type, enabled=False):
+            ws = self.G.mapping(z, c, update_emas=update_emas)
+            if self.config.style_mixing_prob > 0 and torch.rand([]).item() < self.config.style_mixing_prob:
+                cutoff = int(torch.randint(1, ws.shape[1], []).item())
+                z2 = torch.randn_like(z)
+                ws = torch.cat([ws[:, :cutoff], self.G.mapping(z2, c)[:, cutoff:]], dim=1)
         return self.G.synthesis(ws, noise_mode="random")
 
     def step(self) -> dict[str, float]:
@@ -159,15 +178,17 @@ class Trainer:
         self.D.requires_grad_(True)
         real, c_real = self._real_batch()
         c_fake = self._fake_classes()
-        with torch.no_grad():
-            fake = self._generate(c_fake, update_emas=True)
         do_r1 = self.iteration % cfg.r1_interval == 0
-        if do_r1:
-            penalty, real_logits = r1_penalty(lambda x, c: self.D(self.augment(x), c), real, c_real)
-        else:
-            real_logits = self.D(self.augment(real), c_real)
-        fake_logits = self.D(self.augment(fake), c_fake)
-        loss_D = discriminator_loss(real_logits, fake_logits)
+        with self._autocast():
+            with torch.no_grad():
+                fake = self._generate(c_fake, update_emas=True)
+            if do_r1:
+                penalty, real_logits = r1_penalty(lambda x, c: self.D(self.augment(x), c), real, c_real)
+                penalty = penalty.float()
+            else:
+                real_logits = self.D(self.augment(real), c_real)
+            fake_logits = self.D(self.augment(fake), c_fake)
+        loss_D = discriminator_loss(real_logits.float(), fake_logits.float())
         total_D = loss_D + (penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval if do_r1 else 0.0)
         self.opt_D.zero_grad(set_to_none=True)
         total_D.backward()
@@ -179,7 +200,9 @@ class Trainer:
 
         self.D.requires_grad_(False)
         c_fake = self._fake_classes()
-        loss_G = generator_loss(self.D(self.augment(self._generate(c_fake)), c_fake))
+        with self._autocast():
+            fake_logits = self.D(self.augment(self._generate(c_fake)), c_fake)
+        loss_G = generator_loss(fake_logits.float())
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -326,6 +349,8 @@ def train(
     snapshot_every: int = 10000,
     init_from: str | Path | None = None,
     init_iteration: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> Trainer:
     """Train (or continue training) until ``max_minutes`` / ``max_iters`` or a signal; checkpoint on exit.
 
@@ -333,6 +358,7 @@ def train(
     Refuses to start over an existing run unless ``resume`` is set. ``init_from`` warm-starts a *new*
     run from a native prior file (its EMA generator becomes G and G_ema, its D is kept; fresh Adam
     moments), which is how training continues from the shipped asset when no ``ckpt.pt`` is at hand.
+    ``precision`` / ``channels_last``: see :class:`Trainer` (runtime choices, free to change on resume).
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "ckpt.pt"
@@ -344,9 +370,9 @@ def train(
         stored = TrainConfig.from_dict(state["config"])
         if stored != config:
             tqdm.write(f"resuming with the run's stored config (ignoring the one given): {stored}")
-        trainer = Trainer(stored, data, device, state)
+        trainer = Trainer(stored, data, device, state, precision=precision, channels_last=channels_last)
     else:
-        trainer = Trainer(config, data, device)
+        trainer = Trainer(config, data, device, precision=precision, channels_last=channels_last)
         if init_from is not None:
             warm_start(trainer, init_from, init_iteration)
         out_dir.mkdir(parents=True, exist_ok=True)
