@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[test,metrics]'
+	$(PY) -m pip install -q -e '.[test,metrics,ui]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "morph": "Morph between two images through the GAN prior (DGP).",
     "transfer": "Transfer an image to another class (DGP category transfer).",
     "data": "Prepare and inspect datasets.",
+    "ui": "Serve a web page: paint a mask, restore live, compare, manipulate (needs ganprior[ui]).",
 }
 
 
@@ -61,6 +62,15 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             return _broken_command(cmd_name, TypeError(f"{_module_name(cmd_name)}.command is not a click command"))
         return command
+
+    def invoke(self, ctx: click.Context):
+        """A model file a command did not expect to be broken still ends as one line, never a traceback."""
+        from ganprior.loading.errors import CheckpointError, short
+
+        try:
+            return super().invoke(ctx)
+        except CheckpointError as exc:
+            raise click.ClickException(short(str(exc))) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name]) for name in self.list_commands(ctx)]

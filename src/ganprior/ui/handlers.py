@@ -1,0 +1,223 @@
+"""What the page's buttons do on the server: one :class:`Studio` per ``ganprior ui`` process, holding
+the model, the device queue, each browser session's running job, and where run folders go.
+
+Every handler turns bad input into a message in the page (``Error: ...``) and never raises, so no
+input can take the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from PIL import Image
+
+from ganprior.ui.inputs import (UIInputError, compose_task, editor_value, load_upload, preset_mask, restore_inputs,
+                                show_holes)
+from ganprior.ui.jobs import DeviceQueue, Job
+
+log = logging.getLogger(__name__)
+#: a preview every this many optimisation steps
+PREVIEW_EVERY = 5
+#: previews and results are shown at least this big (nearest-neighbour, display only)
+DISPLAY_SIZE = 256
+#: user errors that restore, the loaders and the degradations raise with a clear message
+USER_ERRORS = (UIInputError, ValueError, RuntimeError)
+
+
+def display(image: torch.Tensor | np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """An image as uint8, enlarged by a whole factor (pixel replication) until it is about ``size`` px."""
+    from ganprior.images import to_uint8
+
+    a = to_uint8(image) if isinstance(image, torch.Tensor) else np.asarray(image)
+    k = max(1, size // max(a.shape[:2]))
+    return a.repeat(k, 0).repeat(k, 1) if k > 1 else a
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, USER_ERRORS):
+        return f"**Error:** {exc}"
+    log.exception("unexpected error in the UI", exc_info=exc)
+    return f"**Error:** {type(exc).__name__}: {exc}"
+
+
+def class_names(prior: Any) -> list[str]:
+    """The model's class names when it has them, the emoji categories for the embedded model, else none."""
+    names = getattr(prior, "class_names", None)
+    if names:
+        return [str(n) for n in names]
+    if getattr(prior, "c_dim", 0) == 9 and getattr(prior, "resolution", 0) == 32:
+        from ganprior.data.emoji import CATEGORIES
+
+        return list(CATEGORIES)
+    return []
+
+
+class Studio:
+    """The UI's server state and its handlers (one instance per server)."""
+
+    def __init__(self, prior: Any, model_label: str, root: Path) -> None:
+        self.prior, self.model_label, self.root = prior, model_label, Path(root)
+        self.device = DeviceQueue()
+        self.jobs: dict[str, Job] = {}
+        self.names = class_names(prior)
+        self.examples = self._examples()
+
+    # ----- input -------------------------------------------------------------------------------------
+    def _examples(self, per_class: int = 6) -> list[tuple[str, np.ndarray]]:
+        from ganprior.data.emoji import EmojiDataError, load_emoji_test
+
+        try:
+            test = load_emoji_test(32)
+        except (EmojiDataError, ValueError, OSError):
+            return []
+        chosen = [i for k in range(len(test.classes)) for i in np.flatnonzero(test.labels == k)[:per_class]]
+        return [(f"held-out #{i} · {test.classes[test.labels[i]]} · {test.vendor_names[test.vendors[i]]}",
+                 test.images[i]) for i in chosen]
+
+    def class_choices(self) -> list[tuple[str, int]]:
+        n = int(getattr(self.prior, "c_dim", 0))
+        named = [f"{k} · {self.names[k]}" if k < len(self.names) else f"class {k}" for k in range(n)]
+        return [("auto", -1)] + list(zip(named, range(n)))
+
+    def load_file(self, path: str | None) -> tuple[Any, Any, str]:
+        """(editor value, reference image, status) for an uploaded file."""
+        try:
+            image = load_upload(path)
+        except UIInputError as exc:
+            return None, None, error_text(exc)
+        h, w = image.shape[:2]
+        return editor_value(image), image, f"Loaded {Path(path).name} ({w}x{h}). Paint the holes to inpaint."
+
+    def load_example(self, index: int | None) -> tuple[Any, Any, str]:
+        if index is None or not 0 <= int(index) < len(self.examples):
+            return None, None, "**Error:** pick one of the listed examples"
+        label, image = self.examples[int(index)]
+        return editor_value(image), image, f"Loaded {label}. Paint the holes to inpaint."
+
+    def mask_preset(self, value: Any, kind: str, box: str) -> tuple[Any, str]:
+        from ganprior.ui.inputs import read_editor
+
+        try:
+            image, _ = read_editor(value)
+            mask = preset_mask(kind, image.shape[:2], box)
+        except UIInputError as exc:
+            return value, error_text(exc)
+        holes = int((mask < 0.5).sum())
+        return editor_value(image, mask), f"Mask: {kind} preset, {holes} hole pixels."
+
+    def degrade(self, value: Any, tasks: list[str], sr_factor: int, seed: int) -> tuple[Any, str]:
+        """Replace the image by its degraded version (every ticked task but inpainting) to try a clean one."""
+        from ganprior.degradations import parse_task
+        from ganprior.images import from_uint8, to_uint8
+        from ganprior.ui.inputs import read_editor
+
+        try:
+            image, mask = read_editor(value)
+            others = [t for t in tasks if t != "inpaint"]
+            if not others:
+                raise UIInputError("tick a task other than inpaint to simulate (inpainting uses the painted mask)")
+            task = compose_task(others, int(sr_factor))
+            with torch.no_grad():
+                y = parse_task(task, seed=int(seed))(from_uint8(image)).clamp(-1, 1)
+        except USER_ERRORS as exc:
+            return value, error_text(exc)
+        degraded = to_uint8(y if y.shape[1] == 3 else y.expand(-1, 3, -1, -1))
+        kept = mask if mask is not None and mask.shape == degraded.shape[:2] else None
+        return editor_value(degraded, kept), f"Degraded with {task}; the image before is kept as the reference."
+
+    # ----- the run -----------------------------------------------------------------------------------
+    def run(self, session: str, value: Any, tasks: list[str], sr_factor: int, method: str, preset: str,
+            steps: float | None, seed: float | None, class_choice: int | None,
+            reference: np.ndarray | None) -> Iterator[dict[str, Any]]:
+        """Progress dictionaries (``status``, ``preview``), then the ``result`` dictionary."""
+        try:
+            if session in self.jobs and self.jobs[session].thread.is_alive():
+                raise UIInputError("a run from this page is still going: press Stop first")
+            task = compose_task(tasks or [], int(sr_factor))
+            observation, mask = restore_inputs(value, task)
+            cap = None if steps in (None, "") or int(steps) <= 0 else int(steps)
+            cls = None if class_choice in (None, -1) else int(class_choice)
+            job = Job(self.device, self._work(observation, mask, task, method, preset, cap, int(seed or 0), cls))
+        except USER_ERRORS as exc:
+            yield {"status": error_text(exc)}
+            return
+        busy = self.device.busy_message()
+        self.jobs[session] = job.start()
+        yield {"status": busy or f"Running {method} on {task}…", "compare": None, "result": None, "summary": "",
+               "downloads": None}
+        for p in job.updates():
+            update: dict[str, Any] = {"status": f"**{p.stage}** · step {p.step} · loss {p.loss:.4g} · {p.seconds:.1f} s"}
+            if p.preview is not None:
+                update["preview"] = display(p.preview)
+            yield update
+        job.thread.join()
+        if job.error is not None:
+            yield {"status": error_text(job.error)}
+            return
+        try:
+            yield self._finish(job, observation, mask, reference)
+        except Exception as exc:  # noqa: BLE001 - shown in the page
+            yield {"status": error_text(exc)}
+
+    def _work(self, observation, mask, task, method, preset, cap, seed, cls):
+        from ganprior.api import restore
+        from ganprior.cli.demo import restore_options
+
+        extra = restore_options(self.prior, method, task, preset) if method == "dgp" else {"preset": preset}
+
+        def work(callback):
+            return restore(observation, task=task, method=method, model=self.prior, mask=mask, class_index=cls,
+                           seed=seed, steps=cap, progress=False, callback=callback, preview_every=PREVIEW_EVERY,
+                           **extra)
+
+        return work
+
+    def _finish(self, job: Job, observation: torch.Tensor, mask: torch.Tensor | None,
+                reference: np.ndarray | None) -> dict[str, Any]:
+        from ganprior.ui.report import save_run, score_run, summary_markdown, zip_run
+
+        result = job.result
+        directory = save_run(result, self.root, mask, reference)
+        scores = score_run(directory)
+        archive = zip_run(directory)
+        from ganprior.images import to_uint8
+
+        seen = show_holes(to_uint8(observation.expand(-1, 3, -1, -1)), None if mask is None else mask[0, 0].numpy())
+        before = np.asarray(Image.fromarray(seen).resize(tuple(result.image.shape[-1:-3:-1]), Image.NEAREST))
+        done = "Stopped" if result.result.interrupted else "Done"
+        return {
+            "status": f"{done} in {result.timings.get('total', 0.0):.1f} s · run folder {directory.name}",
+            "compare": (display(before), display(result.image)),
+            "result": display(result.image),
+            "summary": summary_markdown(result, scores, self.names),
+            "downloads": [str(directory / "restored.png"), str(archive)],
+            "state": result,
+        }
+
+    def stop(self, session: str) -> str:
+        job = self.jobs.get(session)
+        if job is None or not job.thread.is_alive():
+            return "Nothing is running in this page."
+        job.stop()
+        return "Stopping at the next step; the best result so far is kept…"
+
+    # ----- manipulations -----------------------------------------------------------------------------
+    def manipulate(self, kind: str, result: Any, **kw: Any) -> tuple[list[np.ndarray] | None, str]:
+        """Jitter / morph / transfer on the last result, run through the device queue."""
+        from ganprior.ui import manipulate
+
+        fn = {"jitter": manipulate.jitter_images, "morph": manipulate.morph_images,
+              "transfer": manipulate.transfer_images}[kind]
+        started = time.perf_counter()
+        job = Job(self.device, lambda _callback: fn(self.prior, result, **kw)).start()
+        job.thread.join()
+        if job.error is not None:
+            return None, error_text(job.error)
+        images = [display(img[None]) for img in job.result]
+        return images, f"{kind}: {len(images)} images in {time.perf_counter() - started:.1f} s"

@@ -1,0 +1,51 @@
+"""DGP's manipulations on the finished restoration shown in the page: jitter, morph towards a second
+image (reconstructed here with the same method and step cap) and category transfer."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ganprior.manipulation import ManipulationError, Reconstruction, jitter, morph, transfer
+from ganprior.ui.inputs import UIInputError
+
+
+def _reconstruction(result: Any) -> Reconstruction:
+    if result is None:
+        raise UIInputError("run a restoration first: the manipulations start from its result")
+    return Reconstruction.from_result(result)
+
+
+def jitter_images(prior: Any, result: Any, n: int, std: float, seed: int) -> torch.Tensor:
+    """``n`` natural variants of the restoration at perturbation size ``std``."""
+    try:
+        return jitter(prior, _reconstruction(result), n=int(n), stds=(float(std),), seed=int(seed))
+    except ManipulationError as exc:
+        raise UIInputError(str(exc)) from None
+
+
+def morph_images(prior: Any, result: Any, other: np.ndarray | None, frames: int, method: str,
+                 steps: int | None, seed: int) -> torch.Tensor:
+    """``frames`` images from the restoration to ``other`` (a clean image, reconstructed first)."""
+    from ganprior.api import restore
+    from ganprior.images import from_uint8
+
+    a = _reconstruction(result)
+    if other is None:
+        raise UIInputError("morph needs a second image: upload one or pick a second example")
+    second = restore(from_uint8(other), task="reconstruct", method=method, model=prior, seed=int(seed),
+                     steps=steps, progress=False)
+    try:
+        return morph(prior, a, Reconstruction.from_result(second), frames=int(frames))
+    except ManipulationError as exc:
+        raise UIInputError(str(exc)) from None
+
+
+def transfer_images(prior: Any, result: Any, classes: Sequence[int]) -> torch.Tensor:
+    """The restoration rendered under each of ``classes``."""
+    try:
+        return transfer(prior, _reconstruction(result), [int(k) for k in classes])
+    except ManipulationError as exc:
+        raise UIInputError(str(exc)) from None
