@@ -65,12 +65,16 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """A model file a command did not expect to be broken still ends as one line, never a traceback."""
-        from ganprior.loading.errors import CheckpointError, short
-
         try:
             return super().invoke(ctx)
-        except CheckpointError as exc:
-            raise click.ClickException(short(str(exc))) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # imported only now: ganprior.loading imports torch (slow start, ganprior restore)
+            from ganprior.loading.errors import CheckpointError, short
+
+            if isinstance(exc, CheckpointError):
+                raise click.ClickException(short(str(exc))) from exc
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name]) for name in self.list_commands(ctx)]

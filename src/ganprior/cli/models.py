@@ -41,8 +41,13 @@ def _table(rows: list[dict]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--family", type=click.Choice(sorted({s.family for s in REGISTRY.values()})), help="Only this family.")
 @click.option("--cached", "only_cached", is_flag=True, help="Only models whose files are on this machine.")
-def command(as_json: bool, family: str | None, only_cached: bool) -> None:
+@click.option("--verify", is_flag=True, help="Re-hash every cached file against the cache manifest and check "
+              "the embedded model's tensor digests; exit status 1 if anything changed.")
+def command(as_json: bool, family: str | None, only_cached: bool, verify: bool) -> None:
     """List known models: family, resolution, classes, whether cached (and where), hash status."""
+    if verify:
+        _verify(as_json)
+        return
     rows = [model_row(s) for s in REGISTRY.values() if family in (None, s.family)]
     if only_cached:
         rows = [r for r in rows if r["cached"]]
@@ -52,3 +57,26 @@ def command(as_json: bool, family: str | None, only_cached: bool) -> None:
     click.echo(_table(rows))
     click.echo(f"\ncache: {cache_dir()} (set GANPRIOR_CACHE to move it).  hash 'unverified': no published "
                "SHA-256, downloads are not checked.  download 'manual': put the file at the path shown.")
+
+
+def _verify(as_json: bool) -> None:
+    from ganprior.loading.errors import CheckpointError
+    from ganprior.loading.integrity import verify_all
+    from ganprior.loading.native_check import verify_digest
+    from ganprior.loading.registry import embedded_dir
+
+    rows = verify_all(cache_dir())
+    for path in sorted(embedded_dir().glob("*.safetensors")):
+        try:
+            status = "ok" if verify_digest(path) else "ok (no digest)"
+        except CheckpointError as exc:
+            status = f"changed: {exc}"
+        rows.append({"path": str(path), "status": status, "origin": "embedded"})
+    if as_json:
+        click.echo(json.dumps({"cache_dir": str(cache_dir()), "files": rows}, indent=2))
+    else:
+        for row in rows:
+            click.echo(f"{row['status'].split(':')[0]:<15} {row['path']}  ({row['origin']})")
+        click.echo(f"{len(rows)} file(s) checked; cache manifest: {cache_dir() / 'manifest.json'}")
+    if any(not r["status"].startswith("ok") for r in rows):
+        raise click.ClickException("some files do not match their recorded SHA-256 (see above)")

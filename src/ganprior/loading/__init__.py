@@ -16,6 +16,16 @@ from pathlib import Path
 
 import torch
 
+from ganprior.loading import integrity
+from ganprior.loading.errors import (
+    CheckpointError,
+    CheckpointLimitError,
+    CorruptCheckpointError,
+    IntegrityError,
+    UnsafeCheckpointError,
+    UnsafePathError,
+    UnsupportedCheckpointError,
+)
 from ganprior.loading.native import (
     FamilyNotAvailableError,
     ModelFormatError,
@@ -25,7 +35,6 @@ from ganprior.loading.native import (
 )
 from ganprior.loading.official import (
     OfficialKind,
-    UnsupportedCheckpointError,
     biggan_pair,
     detect_family,
     is_biggan_path,
@@ -41,16 +50,17 @@ from ganprior.loading.registry import (
     UnknownModelError,
     cache_dir,
     embedded_dir,
+    get_spec,
     resolve,
 )
-from ganprior.loading.safe_pickle import CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.models.prior import GenerativePrior
 
 NATIVE_SUFFIX = ".safetensors"
 
 #: What a bad model argument can raise (unknown name, missing/corrupt/hostile/unsupported file); the CLI turns
-#: these into a one-line message. Family modules raise ValueError subclasses for architectures they reject.
-LOAD_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, pickle.UnpicklingError, FamilyNotAvailableError)
+#: these into a one-line message. Every malformed file raises a :class:`CheckpointError` subclass.
+LOAD_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ValueError, OSError, pickle.UnpicklingError,
+                                            FamilyNotAvailableError)
 
 
 def is_native_path(path: str | os.PathLike) -> bool:
@@ -74,13 +84,25 @@ def source_fingerprint(path: str | os.PathLike) -> dict:
 
 def _fresh_conversion(path: Path) -> Path | None:
     cached = converted_path(path)
-    if not cached.is_file():
+    if not cached.is_file() or cached.is_symlink():
         return None
     try:
         source = read_native_metadata(cached)["source"]
-    except ModelFormatError:
+    except CheckpointError:
         return None
     return cached if source == source_fingerprint(path) else None
+
+
+def _verify_cached(path: Path, name: str | None) -> None:
+    """Files in the cache must still have the SHA-256 recorded for them (and the registry's pin, if any)."""
+    cache = cache_dir()
+    files = [p for p in biggan_pair(path) if p is not None] if is_biggan_path(path) and path.is_file() else [path]
+    pins = {}
+    if name is not None and name in REGISTRY:
+        pins = {f.filename: f.sha256 for f in get_spec(name).files}
+    for file in files:
+        if _inside(file, cache):
+            integrity.verify(file, cache, pins.get(file.name))
 
 
 def _inside(path: Path, directory: Path) -> bool:
@@ -98,9 +120,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 def attach_embedded_extras(prior: GenerativePrior, directory: Path) -> GenerativePrior:
-    """Give the embedded prior what ships beside it: the emoji-feature-net (``prior.feature_net`` for the
-    "feature-net" perceptual distance, ``prior.classifier`` for CRI's class estimate) and the CRI centroid
-    banks of every class (``prior.centroid_banks``), so restoration needs no ImageNet network and no k-means.
+    """Give the embedded prior what ships beside it: its 9 category names (``prior.class_names``), the
+    emoji-feature-net (``prior.feature_net`` for the "feature-net" perceptual distance, ``prior.classifier``
+    for CRI's class estimate) and the CRI centroid banks of every class (``prior.centroid_banks``), so
+    restoration needs no ImageNet network and no k-means.
 
     The net is kept out of the prior's state dict (plain attribute), so fingerprints and ``save_native`` see
     the generator only; banks computed for other weights are ignored with a warning.
@@ -109,6 +132,9 @@ def attach_embedded_extras(prior: GenerativePrior, directory: Path) -> Generativ
     from ganprior.models.feature_net import load_feature_net
 
     net_file, bank_file = directory / EMBEDDED_FEATURE_NET_FILE, directory / EMBEDDED_BANKS_FILE
+    from ganprior.class_names import emoji_class_names
+
+    object.__setattr__(prior, "class_names", emoji_class_names())  # --class by name; `ganprior models`
     if net_file.is_file():
         net = load_feature_net(net_file, prior.device)
         object.__setattr__(prior, "feature_net", net)
@@ -135,25 +161,33 @@ def load_model(
     unless asked).
     """
     path = resolve(name_or_path, weights)
+    _verify_cached(path, None if weights is not None or name_or_path is None else str(name_or_path))
     if is_native_path(path):
         prior = load_native(path, device)
         if weights is None and path.resolve().parent == embedded_dir().resolve():
             attach_embedded_extras(prior, path.parent)
         return prior
+    path = path.resolve()  # a symlink into the cache must not make us write next to the link
     use_cache = _inside(path, cache_dir()) if native_cache is None else native_cache
     if use_cache and (cached := _fresh_conversion(path)) is not None:
+        integrity.verify(cached, cache_dir())
         return load_native(cached, device)
     prior = load_official(path)
+    target = converted_path(path)
+    if use_cache and native_cache is None and not _inside(target, cache_dir()):
+        use_cache = False  # writes stay inside the cache
     if use_cache:
         try:
-            save_native(prior, converted_path(path), source=source_fingerprint(path))
+            save_native(prior, target, source=source_fingerprint(path))
+            integrity.record(target, cache_dir(), f"conversion of {path.name}")
         except OSError as exc:
             warnings.warn(f"could not cache the native conversion of {path}: {exc}", stacklevel=2)
     return prior.to(device)
 
 
 __all__ = [
-    "LOAD_ERRORS", "REGISTRY", "ChecksumMismatchError", "CorruptCheckpointError", "FamilyNotAvailableError",
+    "LOAD_ERRORS", "REGISTRY", "CheckpointError", "CheckpointLimitError", "ChecksumMismatchError",
+    "CorruptCheckpointError", "FamilyNotAvailableError", "IntegrityError", "UnsafePathError",
     "ModelFormatError", "ModelNotAvailableError", "ModelSpec", "OfficialKind", "UnknownModelError",
     "UnsafeCheckpointError", "UnsupportedCheckpointError", "attach_embedded_extras", "cache_dir", "convert",
     "converted_path",

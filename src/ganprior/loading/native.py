@@ -21,10 +21,12 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ganprior.atomic import atomic_path
+from ganprior.loading.errors import CorruptCheckpointError
+from ganprior.loading.guards import build_network, open_regular, validate_config
+from ganprior.loading.native_check import DIGEST_KEY, NotSafetensorsError, read_header, read_tensors, tensor_digest
 from ganprior.models.prior import GenerativePrior
 
 FORMAT_NAME = "ganprior-native"
@@ -39,7 +41,7 @@ FAMILY_MODULES = {
 }
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(CorruptCheckpointError):
     """A file that is not a valid ganprior native model (bad header, missing or broken config)."""
 
 
@@ -82,8 +84,10 @@ def save_native(prior: GenerativePrior, path: str | Path, *, source: dict[str, A
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": json.dumps(config)}
     if source is not None:
         metadata["source"] = json.dumps(source)
+    tensors = _detached_tensors(prior)
+    metadata[DIGEST_KEY] = tensor_digest(tensors)  # checked on load: flipped bits are refused
     with atomic_path(path, fsync=True) as tmp:
-        save_file(_detached_tensors(prior), str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
     _fsync_directory(path.parent)
     return path
 
@@ -102,16 +106,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read_native_metadata(path: str | Path) -> dict[str, Any]:
-    """The decoded metadata of a native file: ``{"config": {...}, "source": {...} | None}``."""
-    path = Path(path)
+def _read_metadata(fh, path: Path) -> tuple[list, dict[str, str], dict[str, Any]]:
+    size = os.fstat(fh.fileno()).st_size
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ModelFormatError(f"{path} is not a safetensors file: {exc}") from exc
+        entries, meta = read_header(fh, size, str(path))
+    except NotSafetensorsError as exc:
+        raise ModelFormatError(str(exc)) from exc
     if meta.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{path} is a safetensors file but not a ganprior model "
                                f"(metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r})")
@@ -119,23 +119,39 @@ def read_native_metadata(path: str | Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path} uses native format version {meta.get('format_version')!r}; "
                                f"this ganprior reads version {FORMAT_VERSION}")
     try:
-        config = json.loads(meta["config"])
-        source = json.loads(meta["source"]) if "source" in meta else None
-    except (KeyError, json.JSONDecodeError) as exc:
+        config = json.loads(meta["config"], parse_constant=_refuse_constant)
+        source = json.loads(meta["source"], parse_constant=_refuse_constant) if "source" in meta else None
+    except (KeyError, ValueError, RecursionError) as exc:
         raise ModelFormatError(f"{path} has a missing or malformed config in its metadata: {exc}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("family"), str):
         raise ModelFormatError(f"{path}: config must be a JSON object with a 'family' string")
-    return {"config": config, "source": source}
+    validate_config(config, str(path))
+    return entries, meta, {"config": config, "source": source}
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a config may hold")
+
+
+def read_native_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of a native file: ``{"config": {...}, "source": {...} | None}``."""
+    path = Path(path)
+    with open_regular(path, "model file") as fh:
+        return _read_metadata(fh, path)[2]
 
 
 def load_native(path: str | Path, device: str | torch.device = "cpu") -> GenerativePrior:
-    """Rebuild a prior from a native file (no pickle involved), in eval mode on ``device``."""
+    """Rebuild a prior from a native file (no pickle involved), in eval mode on ``device``.
+
+    The header is checked against the file before any tensor is read; the tensor digest, when the file
+    has one (files written before it was introduced do not), must match."""
     path = Path(path)
-    config = read_native_metadata(path)["config"]
+    with open_regular(path, "model file") as fh:
+        entries, meta, decoded = _read_metadata(fh, path)
+        state_dict = read_tensors(fh, entries, meta, str(path))
+    config = decoded["config"]
     module = family_module(config["family"])
-    state_dict = load_file(str(path), device="cpu")
-    try:
-        prior = module.from_config(config, state_dict)
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise ModelFormatError(f"{path}: tensors/config do not fit the {config['family']} model: {exc}") from exc
+    carried = sum(t.numel() for t in state_dict.values())
+    prior = build_network(lambda: module.from_config(config, state_dict), carried, str(path),
+                          f"tensors/config do not fit the {config['family']} model", ModelFormatError)
     return prior.to(device).eval()

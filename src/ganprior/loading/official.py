@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from dataclasses import dataclass
@@ -16,19 +17,17 @@ from pathlib import Path
 
 import torch
 
-from ganprior.loading.native import family_module
-from ganprior.loading.safe_pickle import (
+from ganprior.loading.errors import (
+    CheckpointError,
     CorruptCheckpointError,
-    PersistentNode,
     UnsafeCheckpointError,
-    generator_node,
-    load_official_pickle,
+    UnsupportedCheckpointError,
 )
+from ganprior.loading.guards import build_network, open_regular, validate_config
+from ganprior.loading.native import family_module
+from ganprior.loading.pickle_scan import scan_torch_file
+from ganprior.loading.safe_pickle import PersistentNode, generator_node, iter_state, load_official_pickle
 from ganprior.models.prior import GenerativePrior
-
-
-class UnsupportedCheckpointError(ValueError):
-    """A well-formed checkpoint whose architecture is not one ganprior implements."""
 
 
 @dataclass(frozen=True)
@@ -100,21 +99,26 @@ def _weights_only_reason(exc: Exception) -> tuple[bool, str]:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``d state dict, read with ``weights_only=True`` (no code can run)."""
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(2)
-    if head != b"PK" and head[:1] != b"\x80":
-        raise CorruptCheckpointError(f"{path} is not a torch.save file (empty, truncated or bad header {head!r})")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        hostile, reason = _weights_only_reason(exc)
-        if hostile:
-            raise UnsafeCheckpointError(f"{path} references code, not just tensors; "
-                                        f"refusing to load it ({reason})") from exc
-        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {reason}") from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0]}") from exc
+        if head != b"PK" and head[:1] != b"\x80":
+            raise CorruptCheckpointError(f"{path} is not a torch.save file (empty, truncated or bad header {head!r})")
+        size = os.fstat(fh.fileno()).st_size
+        scan_torch_file(fh, size, str(path))  # weights_only does not stop deep nesting, memo or size bombs
+        try:
+            data = torch.load(fh, map_location="cpu", weights_only=True)
+        except CheckpointError:
+            raise
+        except pickle.UnpicklingError as exc:
+            hostile, reason = _weights_only_reason(exc)
+            if hostile:
+                raise UnsafeCheckpointError(f"{path} references code, not just tensors; "
+                                            f"refusing to load it ({reason})") from exc
+            raise CorruptCheckpointError(f"{path} is truncated or corrupt: {reason}") from exc
+        except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError,
+                MemoryError, RecursionError, OverflowError, ZeroDivisionError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: {first}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CorruptCheckpointError(f"{path} is not a state dict (a dict of tensors)")
     return data
@@ -125,7 +129,9 @@ def load_biggan_pair(path: str | Path) -> GenerativePrior:
     g_path, d_path = biggan_pair(path)
     g_state = read_state_dict(g_path)
     d_state = read_state_dict(d_path) if d_path is not None else None
-    return family_module("biggan").load_biggan(g_state, d_state)
+    carried = sum(t.numel() for t in g_state.values()) + sum(t.numel() for t in (d_state or {}).values())
+    module = family_module("biggan")
+    return build_network(lambda: module.load_biggan(g_state, d_state), carried, str(g_path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,6 +153,10 @@ def load_official(path: str | Path, device: str | torch.device = "cpu") -> Gener
         prior = load_biggan_pair(path)
     else:
         data = load_official_pickle(path)
-        kind = detect_family(data)
-        prior = family_module(kind.family).from_official(data)
+        kind = build_network(lambda: detect_family(data), 0, str(path))
+        module = family_module(kind.family)
+        carried = sum(t.numel() for key in ("G_ema", "G", "D") if isinstance(data.get(key), PersistentNode)
+                      for _, t in iter_state(data[key]) if isinstance(t, torch.Tensor))
+        prior = build_network(lambda: module.from_official(data), carried, str(path))
+    validate_config(prior.config(), str(path), "stored attribute")
     return prior.float().to(device).eval()

@@ -86,7 +86,7 @@ def _single(name: str, family: str, resolution: int, classes: int | None, datase
 
 def _build_registry() -> dict[str, ModelSpec]:
     specs: list[ModelSpec] = [
-        ModelSpec(DEFAULT_MODEL, "stylegan2", 32, None, "emoji (Noto/Twemoji/Fluent)",
+        ModelSpec(DEFAULT_MODEL, "stylegan2", 32, 9, "emoji (Noto/Twemoji/Fluent)",
                   (RemoteFile(EMBEDDED_FILE, None),), "built into ganprior", embedded=True,
                   notes="embedded default prior"),
     ]
@@ -172,7 +172,9 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def _looks_like_path(name: str) -> bool:
-    return os.sep in name or "/" in name or Path(name).suffix in (".pkl", ".pth", ".safetensors", ".pt")
+    """Registry names have no separators and no checkpoint suffix; anything else means a file."""
+    return os.sep in name or "/" in name or name.startswith("~") or \
+        Path(name).suffix in (".pkl", ".pth", ".safetensors", ".pt")
 
 
 def _unavailable(spec: ModelSpec, missing: list[Path], reason: str) -> ModelNotAvailableError:
@@ -190,9 +192,12 @@ def _unavailable(spec: ModelSpec, missing: list[Path], reason: str) -> ModelNotA
 def _download(spec: ModelSpec, remote: RemoteFile, target: Path) -> None:
     import pooch  # imported on use: it pulls in requests
 
+    from ganprior.loading.integrity import record
+
     known_hash = f"sha256:{remote.sha256}" if remote.sha256 else None
     try:
         pooch.retrieve(remote.url, known_hash=known_hash, fname=target.name, path=target.parent, progressbar=True)
+        record(target, cache_dir(), f"download {remote.url}")
     except ValueError as exc:
         if "hash" in str(exc).lower():
             raise ChecksumMismatchError(f"{remote.url} did not match the published SHA-256 {remote.sha256}; "
@@ -213,15 +218,19 @@ def resolve(name_or_path: str | os.PathLike | None = None, weights: str | os.Pat
         weights = Path(weights).expanduser()
         if not weights.exists():
             raise FileNotFoundError(f"weights file not found: {weights}")
-        if name_or_path is not None and not Path(name_or_path).exists():
+        if name_or_path is not None and not _looks_like_path(str(name_or_path)):
             get_spec(str(name_or_path))  # still reject unknown names
         return weights
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     path = Path(name).expanduser()
-    if path.exists():
-        return path
-    if name not in REGISTRY and _looks_like_path(name):
+    # A local file is always given as a path (./emoji32, x.pkl, dir/G_ema_128.pth, or a Path object).
+    if isinstance(name_or_path, os.PathLike) or _looks_like_path(name):
+        if path.exists():
+            return path
         raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if name not in REGISTRY and path.exists():  # a bare word never silently picks up a file in the cwd
+        raise UnknownModelError(f"{name!r} is not a registered model; to load the file of that name, "
+                                f"give it as a path: ./{name}")
     spec = get_spec(name)
     targets = local_files(spec)
     missing = [p for p in targets if not p.is_file()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import mmap
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ganprior.loading.errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
+from ganprior.loading.guards import open_regular
+from ganprior.loading.pickle_scan import check_view, scan_official_pickle
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The file asked for something a network checkpoint has no reason to contain."""
 
-
-class CorruptCheckpointError(ValueError):
-    """The file is truncated or is not a pickle at all."""
 
 
 @dataclass
@@ -145,7 +144,8 @@ def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
     try:
         obj = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad/hostile storage blob
-        raise UnsafeCheckpointError(f"refused a tensor storage blob: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnsafeCheckpointError(f"refused a tensor storage blob ({type(exc).__name__}: {first[:120]})") from exc
     if not isinstance(obj, (torch.UntypedStorage, torch.TypedStorage)):
         raise UnsafeCheckpointError(f"storage blob decoded to {type(obj).__name__}, not a storage")
     return obj
@@ -154,9 +154,12 @@ def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
 def _rebuild_tensor(storage: Any, storage_offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
     if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
         raise UnsafeCheckpointError("tensor rebuilt from something that is not a storage")
+    if not isinstance(storage_offset, int) or not isinstance(size, tuple) or not isinstance(stride, tuple):
+        raise CorruptCheckpointError("tensor size/stride/offset are not plain integers")
+    untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
     t = torch.empty(0, dtype=storage.dtype)
-    t.set_(storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage,
-           storage_offset, tuple(size), tuple(stride))
+    check_view(untyped.nbytes() // t.element_size(), storage_offset, size, stride, "tensor record")
+    t.set_(untyped, storage_offset, tuple(size), tuple(stride))
     return t
 
 
@@ -291,7 +294,7 @@ def load_official_pickle(path: str | Path) -> dict:
     :class:`CorruptCheckpointError` for truncated or non-pickle files.
     """
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(2)
         fh.seek(0)
         if head[:1] != b"\x80":
@@ -299,14 +302,17 @@ def load_official_pickle(path: str | Path) -> dict:
                 raise CorruptCheckpointError(f"{path} is a torch.save zip archive, not a network pickle; "
                                              "use a state-dict loader (torch.load(weights_only=True)) for it")
             raise CorruptCheckpointError(f"{path} is not a pickle file (bad header {head!r})")
-        unpickler = SafeUnpickler(fh)
-        try:
-            data = unpickler.load()
-        except (UnsafeCheckpointError, CorruptCheckpointError):
-            raise
-        except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError,
-                AttributeError, MemoryError, RuntimeError) as exc:
-            raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            scan_official_pickle(buf, str(path))  # before any object is built: depth, memo, sizes, opcodes
+            unpickler = SafeUnpickler(buf)
+            try:
+                data = unpickler.load()
+            except CheckpointError as exc:
+                raise type(exc)(f"{path}: {exc}") from exc
+            except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+                    MemoryError, RuntimeError, RecursionError, OverflowError, ZeroDivisionError) as exc:
+                raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
+                                             f"{str(exc)[:160]}") from exc
     if isinstance(data, tuple) and len(data) == 3:
         raise CorruptCheckpointError(f"{path} is a TensorFlow-era (G, D, Gs) pickle; these are not supported, "
                                      "use the PyTorch re-release of the checkpoint")
