@@ -312,7 +312,7 @@ def test_score_command_single_image(tmp_path, monkeypatch):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     runner = CliRunner()
     result = runner.invoke(command, [str(tmp_path / "blur.png"), "--ref", str(tmp_path / "cam.png"),
-                                     "--mask", str(tmp_path / "mask.png")])
+                                     "--mask", str(tmp_path / "mask.png"), "--mask-hole-value", "black"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     metrics = report["metrics"]

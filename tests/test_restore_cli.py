@@ -99,7 +99,7 @@ def test_corrupt_image_is_one_clear_error_without_output(workdir, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     out = tmp_path / "out"
-    _assert_one_clear_error(run(workdir, bad, *base_args(workdir, out)), "cannot load", out)
+    _assert_one_clear_error(run(workdir, bad, "--task", "colorize", *base_args(workdir, out)), "cannot load", out)
 
 
 def test_mask_of_the_wrong_size_is_one_clear_error(workdir, tmp_path):
@@ -121,18 +121,19 @@ def test_unknown_model_is_one_clear_error(workdir, tmp_path):
     out = tmp_path / "out"
     args = base_args(workdir, out)
     args[1] = "no-such-model"
-    _assert_one_clear_error(run(workdir, workdir / "photo.png", *args), "unknown model", out)
+    _assert_one_clear_error(run(workdir, workdir / "photo.png", "--task", "colorize", *args), "unknown model", out)
 
 
 def test_class_out_of_range_is_one_clear_error(workdir, tmp_path):
     out = tmp_path / "out"
     args = base_args(workdir, out)
     args[1] = workdir / "tiny_cond.safetensors"
-    _assert_one_clear_error(run(workdir, workdir / "photo.png", "--class", 7, *args), "out of range", out)
+    _assert_one_clear_error(run(workdir, workdir / "photo.png", "--task", "colorize", "--class", 7, *args), "out of range",
+                            out)
 
 
 def test_unknown_perceptual_is_one_clear_error(workdir, tmp_path):
     out = tmp_path / "out"
     args = base_args(workdir, out)
     args[args.index("--perceptual") + 1] = "nope"
-    _assert_one_clear_error(run(workdir, workdir / "photo.png", *args), "unknown perceptual", out)
+    _assert_one_clear_error(run(workdir, workdir / "photo.png", "--task", "colorize", *args), "unknown perceptual", out)

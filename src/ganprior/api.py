@@ -4,42 +4,40 @@
     >>> result.image            # [1, 3, H, W] in [-1, 1], fused with the observation
     >>> result.save("out/photo")
 
-The photo is the *observation* (already degraded). It is placed on the generator canvas
-(``fitting.py``), restored by the method in generator space, mapped back to the photo's size
-(× the SR factor) and fused with the observation at full resolution.
+The photo is the *observation* (already degraded). It is first projected into what the task can
+observe (``consistency.py``: a colour photo given to colorization becomes its grey, with a
+:class:`RestorationWarning`), placed on the generator canvas (``fitting.py``), restored by the method
+in generator space, mapped back to the photo's size (× the SR factor) and fused with the observation
+at full resolution so that degrading the output gives the observation back (``consistency_rmse``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any
 
 import torch
 
+from ganprior.class_names import ClassNameError, with_class_names
+from ganprior.consistency import RestorationWarning, consistency_rmse, consistent_fuse, observed_part, resolution_note
+from ganprior.classify.choice import ClassCandidates, ClassOptionError
+from ganprior.classify.resolve import choose_class
 from ganprior.degradations import Degradation, Inpainting, parse_task, resize
+from ganprior.image_files import DEFAULT_MAX_PIXELS, check_mask_coverage
+from ganprior.loading.registry import DEFAULT_MODEL
+from ganprior.inputs import RestorationInputError, load_observation, mask_digest, model_digest, tensor_digest
 from ganprior.fitting import content_weight, from_canvas, mask_to_canvas, place, to_canvas
 from ganprior.methods import cap_steps, get_method_class, preset_options
 from ganprior.methods.base import StepCallback
 from ganprior.models.prior import GenerativePrior
+from ganprior.resume import fingerprint
 from ganprior.results import RestorationResult
 
 
-class RestorationInputError(ValueError):
-    """The photo, mask or options given to ``restore`` cannot be used."""
-
-
-def _load_observation(image: torch.Tensor | str | os.PathLike) -> tuple[torch.Tensor, str | None]:
-    if isinstance(image, (str, os.PathLike)):
-        from ganprior.images import load_image
-
-        return load_image(image), str(image)
-    if not isinstance(image, torch.Tensor):
-        raise RestorationInputError(f"image must be a path or a tensor [1, 3, H, W], got {type(image).__name__}")
-    x = image[None] if image.ndim == 3 else image
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
-        raise RestorationInputError(f"image tensor must be [1, 3, H, W] (or [3, H, W]), got {tuple(image.shape)}")
-    return x.float(), None
+#: the fusion of every operator that makes ``A(output) = y`` (``consistency.py``)
+CONSISTENT_FUSION = {"colorize_fusion": "lab-luma", "sr_fusion": "project", "blur_fusion": "project"}
 
 
 def _inpainting_mask(degradation: Degradation) -> torch.Tensor | None:
@@ -67,7 +65,7 @@ def _sr_factor(degradation: Degradation) -> int:
 
 
 def restore(
-    image: torch.Tensor | str | os.PathLike,
+    image: Any,
     task: str | Degradation = "colorize",
     method: str = "cri",
     model: str | os.PathLike | GenerativePrior | None = None,
@@ -76,7 +74,8 @@ def restore(
     mask_hole_value: str | None = None,
     scale: int | None = None,
     weights: str | os.PathLike | None = None,
-    class_index: int | None = None,
+    class_index: int | str | ClassCandidates | None = None,
+    class_preprocess: str = "timm",
     seed: int = 0,
     steps: int | None = None,
     preset: str = "paper",
@@ -88,13 +87,23 @@ def restore(
     options: dict[str, Any] | None = None,
     callback: StepCallback | None = None,
     preview_every: int = 5,
+    value_range: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RestorationResult:
     """Restore one degraded photo; see ``ganprior restore --help`` for what each argument means.
+
+    ``image`` is a path, a PIL image, a numpy array or a tensor; float arrays and tensors say their range
+    with ``value_range`` (see ``ganprior.inputs``); files larger than ``max_pixels`` are refused.
 
     ``task`` is a task string (``"sr4+colorize+inpaint"``) or a ready :class:`Degradation` without a
     mask; ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
     the image that reaches the inpainting step; ``steps`` caps every stage; ``options`` overrides any
     method option (``ganprior.methods.get_method_class(name).defaults`` lists them).
+
+    ``class_index``: an index, ``"auto"`` (DeiT's top-1, the default for ImageNet-conditional models),
+    ``"topk:K"`` (DeiT's K best with softmax weights), ``"I,J,..."`` (centroid search among them) or
+    :class:`ganprior.classify.ClassCandidates`; ``class_preprocess`` is DeiT's input pipeline
+    (``"timm"`` or ``"stylegan-xl"``, see ``ganprior.classify.deit``).
 
     ``callback(step, stage, loss, preview) -> bool`` is called after every optimisation step; ``preview``
     is the restoration as it stands (photo size, fused like the result) every ``preview_every`` steps and
@@ -102,10 +111,9 @@ def restore(
     result holds the best state so far and ``result.stopped`` says where it stopped.
     """
     started = time.perf_counter()
-    observation, source = _load_observation(image)
-    if not torch.isfinite(observation).all():
-        raise RestorationInputError("the image contains NaN or infinite values")
-    prior = model if isinstance(model, GenerativePrior) else _load_prior(model, weights, device)
+    observation, source = load_observation(image, value_range, max_pixels)
+    input_digest = tensor_digest(observation)
+    prior = model if isinstance(model, GenerativePrior) else load_prior(model, weights, device)
     observation = observation.to(prior.device)
     if observation.shape[1] == 1:
         observation = observation.expand(-1, 3, -1, -1)
@@ -121,13 +129,20 @@ def restore(
         probe_mask = torch.ones(1, 1, 1, 1) if mask is not None else None
         factor = _sr_factor(parse_task(task_name, mask=probe_mask, scale=scale))
         full = parse_task(task_name, mask=mask, scale=scale, image_size=(h * factor, w * factor),
-                          mask_hole_value=mask_hole_value, seed=seed)
-        gen_degradation = parse_task(task_name, mask=_fit_mask(full, (R, R), fit), scale=scale, image_size=(R, R))
+                          mask_hole_value=mask_hole_value, seed=seed, **CONSISTENT_FUSION)
+        gen_degradation = parse_task(task_name, mask=_fit_mask(full, (R, R), fit), scale=scale, image_size=(R, R),
+                                     **CONSISTENT_FUSION)
     out_size = (h * factor, w * factor)
     full = full.to(prior.device)
     if tuple(full.observed_size(out_size)) != (h, w):
         raise RestorationInputError(f"task {task_name!r} turns a {out_size} image into {full.observed_size(out_size)}, "
                                     f"not the {h}x{w} photo given")
+    _check_mask_coverage(full, mask)
+    observation = observed_part(full, observation)
+    model_name = _model_label(model, weights)
+    note = resolution_note(out_size, R, model_name)
+    if note is not None:
+        warnings.warn(note, RestorationWarning, stacklevel=2)
     gen_degradation = gen_degradation.to(prior.device)
     canvas = gen_degradation.observed_size((R, R))
     placement = place((h, w), canvas, fit)
@@ -136,11 +151,9 @@ def restore(
 
     method_cls = get_method_class(method)
     family = getattr(prior, "family", None)
-    chosen = {k: v for k, v in preset_options(method, preset, task_name, family).items() if k in method_cls.defaults}
-    if perceptual is not None:
-        chosen["perceptual"] = perceptual
-    chosen.update(options or {})
-    chosen = cap_steps({**method_cls.defaults, **chosen}, steps)
+    chosen = _method_options(method, preset, task_name, family, perceptual, options, steps)
+    run_fingerprint = _fingerprint(input_digest, task, mask, mask_hole_value, method, chosen, prior, seed=seed,
+                                   steps=steps, preset=preset, fit=fit, scale=scale, class_index=class_index)
     runner = method_cls(**chosen)
     total_steps = sum(v for k, v in runner.options.items() if k == "steps" or k.endswith("_steps"))
     frame_every = max(1, total_steps // 60) if video else 0
@@ -151,9 +164,9 @@ def restore(
 
     @torch.no_grad()
     def to_photo(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generator image -> (restored, fused with the observation) at the output size."""
+        """Generator image -> (generator output, fused with the observation) at the output size."""
         restored = from_canvas(image, back, background).clamp(-1, 1)
-        return restored, full.fuse(restored, observation).clamp(-1, 1)
+        return restored, consistent_fuse(full, restored, observation)
 
     step_callback = None
     if callback is not None:
@@ -161,33 +174,99 @@ def restore(
             shown = to_photo(preview)[1] if preview is not None and step % max(1, preview_every) == 0 else None
             return callback(step, stage, loss, shown)
 
-    result = runner.run(prior, gen_degradation, target, weight=weight, class_index=class_index, seed=seed,
+    try:
+        method_class, class_record = choose_class(prior.c_dim, with_class_names(class_index, prior), observation,
+                                                  preprocess=class_preprocess)
+    except (ClassOptionError, ClassNameError) as exc:
+        raise RestorationInputError(str(exc)) from exc
+    result = runner.run(prior, gen_degradation, target, weight=weight, class_index=method_class, seed=seed,
                         progress=progress, frame_every=frame_every, callback=step_callback)
     restored, fused = to_photo(result.image)
     config = {
-        "task": task_name, "method": method, "preset": preset, "model": _model_label(model, weights),
+        "task": task_name, "method": method, "preset": preset, "model": model_name,
         "family": family, "resolution": R, "fit": fit, "seed": seed, "steps_cap": steps, "scale": factor,
-        "class_index_given": class_index, "input": source, "input_size": [int(h), int(w)],
+        "class_index_given": class_index.describe() if isinstance(class_index, ClassCandidates) else class_index,
+        "class_choice": class_record, "input": source, "input_size": [int(h), int(w)],
         "output_size": list(out_size), "degradation": _describe(full), "options": dict(runner.options),
         "perceptual": result.extras.get("perceptual"),  # what "auto" (or the option) actually became
+        "fingerprint": run_fingerprint,  # what resuming compares (ganprior.resume)
     }
     result.timings["total"] = time.perf_counter() - started
-    return RestorationResult(image=fused, restored=restored, observation=observation, result=result, config=config,
-                             canvas_target=target, canvas_weight=weight)
+    return RestorationResult(image=fused, generator_output=restored, observation=observation, result=result,
+                             config=config, canvas_target=target, canvas_weight=weight,
+                             consistency_rmse=consistency_rmse(full, fused, observation), mask=_inpainting_mask(full))
 
 
-def _load_prior(model, weights, device) -> GenerativePrior:
+def _method_options(method: str, preset: str, task_name: str, family: str | None, perceptual: str | None,
+                    options: dict[str, Any] | None, steps: int | None) -> dict[str, Any]:
+    """Every option of the method: its defaults, the preset's for this task and family, the caller's, capped."""
+    method_cls = get_method_class(method)
+    chosen = {k: v for k, v in preset_options(method, preset, task_name, family).items() if k in method_cls.defaults}
+    if perceptual is not None:
+        chosen["perceptual"] = perceptual
+    chosen.update(options or {})
+    return cap_steps({**method_cls.defaults, **chosen}, steps)
+
+
+def _fingerprint(input_digest: str, task: str | Degradation, mask: Any, mask_hole_value: str | None, method: str,
+                 chosen: dict[str, Any], prior: GenerativePrior, **settings: Any) -> dict[str, Any]:
+    """Everything that decides a run's result (``ganprior.resume`` reuses a run folder only on a match)."""
+    cls = settings.pop("class_index", None)
+    return fingerprint({
+        "input": input_digest, "task": _describe(task) if isinstance(task, Degradation) else str(task),
+        "mask": mask_digest(mask, mask_hole_value), "method": method, "options": chosen, "model": model_digest(prior),
+        "class": cls.describe() if isinstance(cls, ClassCandidates) else cls, **settings})
+
+
+def restore_fingerprint(
+    image: Any, task: str | Degradation, method: str, model: GenerativePrior, *, mask: Any = None,
+    mask_hole_value: str | None = None, scale: int | None = None, class_index: Any = None, seed: int = 0,
+    steps: int | None = None, preset: str = "paper", perceptual: str | None = None, fit: str = "letterbox",
+    options: dict[str, Any] | None = None, value_range: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS, **_presentation: Any,
+) -> dict[str, Any]:
+    """The fingerprint :func:`restore` will record for these arguments, without running it (for resuming).
+
+    Takes :func:`restore`'s keyword arguments; those that do not change the result (``progress``,
+    ``video``, ``callback``, ...) are ignored.
+    """
+    observation, _ = load_observation(image, value_range, max_pixels)
+    task_name = task.name if isinstance(task, Degradation) else str(task)
+    chosen = _method_options(method, preset, task_name, getattr(model, "family", None), perceptual, options, steps)
+    return _fingerprint(tensor_digest(observation), task, mask, mask_hole_value, method, chosen, model, seed=seed,
+                        steps=steps, preset=preset, fit=fit, scale=scale, class_index=class_index)
+
+
+def _check_mask_coverage(full: Degradation, given: Any) -> None:
+    """All-hole masks are refused; a mask without a hole is allowed with a warning."""
+    mask = _inpainting_mask(full)
+    if mask is not None:
+        what = "the mask" if isinstance(given, torch.Tensor) else f"mask={str(given)!r}"
+        try:
+            note = check_mask_coverage(mask.detach().cpu().numpy() > 0.5, what, "mask_hole_value")
+        except ValueError as exc:
+            raise RestorationInputError(str(exc)) from exc
+        if note is not None:
+            warnings.warn(note, RestorationWarning, stacklevel=3)
+
+
+def load_prior(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
+               device: str | torch.device = "cpu") -> GenerativePrior:
+    """``load_model`` that also remembers the name it was loaded by (``config.model`` in run.json)."""
     from ganprior.loading import load_model
 
-    return load_model(model, weights=weights, device=device)
+    prior = load_model(model, weights=weights, device=device)
+    prior.model_name = str(weights) if weights is not None else str(model) if model is not None else DEFAULT_MODEL
+    return prior
+
 
 
 def _model_label(model, weights) -> str:
     if isinstance(model, GenerativePrior):
-        return f"<{type(model).__name__} in memory>"
+        return getattr(model, "model_name", None) or f"<{type(model).__name__} in memory>"
     if weights is not None:
         return str(weights)
-    return str(model) if model is not None else "default"
+    return str(model) if model is not None else DEFAULT_MODEL
 
 
 def _describe(degradation: Degradation) -> Any:

@@ -9,29 +9,28 @@ truncated), so ``to_uint8(from_uint8(a)) == a`` exactly.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
-from typing import Literal, Sequence, overload
+from typing import Literal, Mapping, Sequence, overload
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from ganprior.atomic import atomic_path
-
-#: refuse images with more pixels than this unless the caller raises it (about 8k x 8k)
-DEFAULT_MAX_PIXELS = 64_000_000
+from ganprior.image_files import (  # noqa: F401  (re-exported: the file-level names live there, torch-free)
+    API_NAMES,
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    MaskCoverageError,
+    MaskPolarityError,
+    MaskSizeError,
+    observed_from_file,
+    open_image,
+    rgb_alpha,
+)
 
 PathLike = str | os.PathLike
-
-
-class ImageLoadError(ValueError):
-    """An image or mask file is missing, unreadable, corrupt, or too large to decode safely."""
-
-
-class MaskSizeError(ValueError):
-    """A mask does not have the size of the image it belongs to."""
 
 
 # ----- uint8 <-> tensor ----------------------------------------------------------------------
@@ -60,46 +59,6 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
 
 
 # ----- loading -------------------------------------------------------------------------------
-def _open(path: PathLike, max_pixels: int) -> Image.Image:
-    """Open, size-check before decoding (decompression-bomb guard), decode, apply EXIF rotation.
-
-    Our ``max_pixels`` check replaces Pillow's warning; Pillow's hard limit
-    (``2 * Image.MAX_IMAGE_PIXELS``) still applies and is reported the same way.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"cannot load {path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageLoadError(
-                    f"cannot load {path}: {w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} "
-                    "(decompression-bomb guard; raise max_pixels if the file is trusted)"
-                )
-            img.load()
-            return ImageOps.exif_transpose(img)
-    except ImageLoadError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageLoadError(f"cannot load {path}: {type(err).__name__}: {err}") from err
-
-
-def _to_float_rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any Pillow mode -> (``H x W x 3`` float in [0, 1], alpha ``H x W`` in [0, 1] or None)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        gray = np.asarray(img, dtype=np.float64) / 65535.0  # 16-bit grey PNGs decode as these modes
-        return np.repeat(gray[..., None], 3, axis=2).clip(0, 1), None
-    if img.mode == "F":
-        gray = np.asarray(img, dtype=np.float64).clip(0, 1)
-        return np.repeat(gray[..., None], 3, axis=2), None
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-    rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.float64) / 255.0
-    return rgba[..., :3], (rgba[..., 3] if has_alpha else None)
-
-
 @overload
 def load_image(path: PathLike, max_pixels: int = ..., *, return_alpha: Literal[False] = ...) -> torch.Tensor: ...
 @overload
@@ -113,7 +72,7 @@ def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, return_a
     ``return_alpha=True`` also returns the alpha channel ``[1, 1, H, W]`` in ``[0, 1]`` (or None).
     Raises :class:`ImageLoadError` for missing, corrupt or oversized files.
     """
-    rgb, alpha = _to_float_rgb_alpha(_open(path, max_pixels))
+    rgb, alpha = rgb_alpha(open_image(path, max_pixels))
     image = torch.from_numpy(rgb).float().permute(2, 0, 1)[None] * 2.0 - 1.0
     if not return_alpha:
         return image
@@ -128,24 +87,16 @@ def load_mask(
     resize: bool = False,
     threshold: float = 0.5,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    names: Mapping[str, str] = API_NAMES,
 ) -> torch.Tensor:
     """Read a mask file as ``[1, 1, H, W]`` float {0, 1} with 1 = observed.
 
     ``hole_value`` is required because both conventions are common: ``"black"`` (dark pixels are
     holes), ``"white"`` (bright pixels are holes) or ``"transparent"`` (alpha below ``threshold``).
     ``size=(H, W)`` checks the mask against the image (:class:`MaskSizeError` naming both sizes),
-    or nearest-resizes it when ``resize=True``.
+    or nearest-resizes it when ``resize=True``. ``names``: how errors spell the options (see ``image_files``).
     """
-    rgb, alpha = _to_float_rgb_alpha(_open(path, max_pixels))
-    if hole_value == "transparent":
-        if alpha is None:
-            raise ImageLoadError(f"mask {path} has no alpha channel, so hole_value='transparent' cannot apply")
-        observed = alpha >= threshold
-    elif hole_value in ("black", "white"):
-        gray = rgb.mean(axis=2)
-        observed = gray >= threshold if hole_value == "black" else gray <= threshold
-    else:
-        raise ValueError(f"hole_value must be 'black', 'white' or 'transparent', got {hole_value!r}")
+    observed = observed_from_file(path, hole_value, threshold, max_pixels, names)
     mask = torch.from_numpy(observed).float()[None, None]
     if size is not None:
         want = (int(size[0]), int(size[1]))
@@ -184,6 +135,12 @@ def save_image(
 
 
 # ----- contact sheets ------------------------------------------------------------------------
+def _caption(labels: Sequence[str] | Sequence[Sequence[str]] | None, r: int, c: int) -> str:
+    if not labels:
+        return ""
+    return str(labels[r][c] if isinstance(labels[0], (list, tuple)) else labels[c])  # type: ignore[index]
+
+
 def _cell_image(x: torch.Tensor) -> Image.Image:
     t = x.detach().float()
     while t.ndim < 4:
@@ -191,6 +148,21 @@ def _cell_image(x: torch.Tensor) -> Image.Image:
     if t.shape[1] == 1 and float(t.min()) >= 0.0:
         return tensor_to_pil(t.expand(-1, 3, -1, -1), (0.0, 1.0))  # masks are in [0, 1]
     return tensor_to_pil(t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t)
+
+
+#: colour of the holes :func:`mark_holes` draws (magenta: rare in photos and emoji)
+HOLE_COLOUR = (1.0, -1.0, 1.0)
+
+
+def mark_holes(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``image`` with every pixel that covers a hole of ``mask`` (1 = observed) painted :data:`HOLE_COLOUR`;
+    a mask of another size (e.g. before ×f SR) is area-resampled, and any hole under a pixel marks it."""
+    m = mask.detach().float().to(image.device)
+    if tuple(m.shape[-2:]) != tuple(image.shape[-2:]):
+        m = F.interpolate(m, size=image.shape[-2:], mode="area")
+    rgb = image[:, :3] if image.shape[1] >= 3 else image.expand(-1, 3, -1, -1)
+    colour = torch.tensor(HOLE_COLOUR, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return torch.where(m[:, :1] < 1 - 1e-4, colour, rgb)
 
 
 def make_sheet(
@@ -202,7 +174,8 @@ def make_sheet(
 ) -> Image.Image:
     """Grid of images with a caption under each (e.g. degraded | restored | fused | truth).
 
-    ``labels`` is one caption per column or one per cell. One-channel tensors without negative
+    ``labels`` is one caption per column or one per cell; a caption may hold several lines (``\\n``) and
+    the cells widen so that none is clipped. One-channel tensors without negative
     values are drawn as masks (range [0, 1]); everything else as [-1, 1] images. Small images (32x32, low-resolution
     observations) are enlarged by an integer nearest-neighbour factor so every cell is at least
     ``min_cell`` pixels and pixels stay crisp. Saved atomically when ``path`` is given.
@@ -210,10 +183,13 @@ def make_sheet(
     if not rows or not all(rows):
         raise ValueError("make_sheet needs at least one non-empty row of images")
     cells = [[_cell_image(x) for x in row] for row in rows]
-    cell_w = max(min_cell, max(im.width for row in cells for im in row))
-    cell_h = max(min_cell, max(im.height for row in cells for im in row))
     font = ImageFont.load_default()
-    text_h = 14
+    captions = [[_caption(labels, r, c) for c in range(len(row))] for r, row in enumerate(cells)]
+    draft = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [draft.multiline_textbbox((0, 0), text, font=font) for row in captions for text in row if text]
+    cell_w = max(min_cell, max(im.width for row in cells for im in row), *(b[2] + 4 for b in boxes))
+    cell_h = max(min_cell, max(im.height for row in cells for im in row))
+    text_h = max([14, *(b[3] + 4 for b in boxes)])
     n_cols = max(len(row) for row in cells)
     sheet = Image.new("RGB", (n_cols * (cell_w + pad) + pad, len(cells) * (cell_h + text_h + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
@@ -224,10 +200,7 @@ def make_sheet(
             x0 = pad + c * (cell_w + pad)
             y0 = pad + r * (cell_h + text_h + pad)
             sheet.paste(im, (x0 + (cell_w - im.width) // 2, y0 + (cell_h - im.height) // 2))
-            caption = ""
-            if labels:
-                caption = labels[r][c] if isinstance(labels[0], (list, tuple)) else labels[c]  # type: ignore[index]
-            draw.text((x0 + 2, y0 + cell_h + 1), str(caption), fill="black", font=font)
+            draw.multiline_text((x0 + 2, y0 + cell_h + 1), captions[r][c], fill="black", font=font)
     if path is not None:
         _atomic_save(sheet, path)
     return sheet

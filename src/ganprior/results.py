@@ -4,8 +4,10 @@
 temporary folder next to ``dir`` that is renamed into place at the end):
 
   restored.png            the restored photo at its own size (× the SR factor), fused with the observation
+  generator.png           the generator's own output at that size, before fusion
   degraded.png            the observation as given
-  sheet.png               degraded | restored, side by side
+  mask.png                inpainting only: the mask (white = observed, black = hole; run.json says so)
+  sheet.png               degraded (holes drawn in magenta) | restored, side by side
   latent.pt               the final W+ latent ``[1, num_ws, w_dim]`` (torch.save)
   generator_delta.safetensors   tuned − original for every generator tensor pivotal tuning changed
                           (absent when the generator was not tuned); add it to the original state dict
@@ -27,9 +29,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ganprior.atomic import default_mode
+from ganprior.image_files import RUN_MASK_HOLE_VALUE
 from ganprior.methods.base import Result
+from ganprior.resume import RUN_FILE
 
-RUN_FILE = "run.json"
+MASK_FILE = "mask.png"  # holes black: --mask-hole-value RUN_MASK_HOLE_VALUE reads it back (restore, score)
 
 
 @dataclass
@@ -37,12 +42,16 @@ class RestorationResult:
     """What :func:`ganprior.restore` returns."""
 
     image: torch.Tensor  # [1, 3, H, W] fused, at the photo's size (× SR factor)
-    restored: torch.Tensor  # the same before fusion with the observation
+    generator_output: torch.Tensor  # the generator's image at the same size, before fusion (generator.png)
     observation: torch.Tensor  # the degraded photo as given
     result: Result  # the method's generator-space result (latent, delta, losses, ...)
     config: dict[str, Any] = field(default_factory=dict)
     canvas_target: torch.Tensor | None = None  # the observation placed on the generator canvas
     canvas_weight: torch.Tensor | None = None  # its loss weights (0 = padding / unobserved)
+    #: RMSE (0..255) between the degraded ``image`` and the observation: ~0 for every linear task
+    consistency_rmse: float | None = None
+    #: inpainting mask (1 = observed, 0 = hole) at the size of the image reaching inpainting (mask.png)
+    mask: torch.Tensor | None = None
 
     @property
     def latent(self) -> torch.Tensor:
@@ -71,6 +80,10 @@ class RestorationResult:
             "config": self.config,
             "seed": self.config.get("seed"),
             "class": {"index": r.class_index, "score": r.class_score, "source": r.class_source},
+            "consistency_rmse": self.consistency_rmse,
+            "mask": None if self.mask is None else {
+                "file": MASK_FILE, "hole_value": RUN_MASK_HOLE_VALUE, "size": list(self.mask.shape[-2:]),
+                "hole_pixels": int((self.mask < 0.5).sum())},
             "timings": r.timings,
             "stopped": r.stopped,
             "interrupted": r.interrupted,
@@ -81,15 +94,21 @@ class RestorationResult:
 
     def save(self, directory: str | os.PathLike, video: bool = False) -> Path:
         """Write the run directory atomically (see module doc); replaces an existing one."""
-        from ganprior.images import make_sheet, save_image
+        from ganprior.images import make_sheet, mark_holes, save_image
 
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
         try:
+            os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would outlive the rename
             save_image(self.image, tmp / "restored.png")
+            save_image(self.generator_output, tmp / "generator.png")
             save_image(self.observation, tmp / "degraded.png")
-            make_sheet([[self.observation, self.image]], ["degraded", "restored"], tmp / "sheet.png")
+            degraded, caption = self.observation, "degraded"
+            if self.mask is not None:
+                save_image(self.mask, tmp / MASK_FILE, value_range=(0.0, 1.0))
+                degraded, caption = mark_holes(self.observation, self.mask), "degraded (holes: magenta)"
+            make_sheet([[degraded, self.image]], [caption, "restored"], tmp / "sheet.png")
             torch.save(self.result.latent.detach().cpu(), tmp / "latent.pt")
             if self.result.generator_delta:
                 save_file(self.result.generator_delta, str(tmp / "generator_delta.safetensors"),
@@ -104,11 +123,6 @@ class RestorationResult:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return directory
-
-
-def is_finished(directory: str | os.PathLike) -> bool:
-    """A run directory only exists complete (atomic rename), so run.json marks a finished image."""
-    return (Path(directory) / RUN_FILE).is_file()
 
 
 def _save_gif(frames: list[torch.Tensor], path: Path) -> None:

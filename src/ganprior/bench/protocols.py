@@ -35,15 +35,18 @@ class TaskSpec:
     sr_kernel: str = "bicubic"
     measures: tuple[str, ...] = ()
     score: str = "fused"
+    #: how a mask *file* marks holes (black, white, transparent), as ``restore --mask-hole-value``
+    mask_hole_value: str | None = None
 
     @classmethod
-    def from_string(cls, task: str, mask: str = "center") -> "TaskSpec":
+    def from_string(cls, task: str, mask: str = "center", mask_hole_value: str | None = None) -> "TaskSpec":
         """A command-line task (``"sr4"``, ``"colorize+inpaint"``); inpainting gets ``mask``."""
         task = task.strip()
         has_inpaint = any(part.strip().lower().startswith("inpaint") for part in task.split("+"))
         # Reconstruction observes everything: its fused image would be the input itself.
         score = "raw" if task.lower() in ("reconstruct", "identity", "none") else "fused"
-        return cls(name=task, task=task, mask=mask if has_inpaint else None, score=score)
+        return cls(name=task, task=task, mask=mask if has_inpaint else None, score=score,
+                   mask_hole_value=mask_hole_value if has_inpaint else None)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ganprior.atomic import atomic_write_text
+from ganprior.image_files import CLI_NAMES, check_mask_coverage, is_mask_file, observed_from_file
 from ganprior.bench.baselines import BaselineUnavailable, applicable_baselines, run_baseline
 from ganprior.bench.protocols import Protocol, TaskSpec, Variant, get_protocol
 from ganprior.bench.scoring import MEASURES, ImageScorer, check_measures, default_measures, set_scores
@@ -155,7 +156,8 @@ def make_degraded(spec: TaskSpec, clean: torch.Tensor, seed: int) -> Degraded:
     from ganprior.degradations import Inpainting, parse_task
 
     size = tuple(clean.shape[-2:])
-    degradation = parse_task(spec.task, mask=spec.mask, image_size=size, seed=seed, sr_kernel=spec.sr_kernel)
+    degradation = parse_task(spec.task, mask=spec.mask, image_size=size, seed=seed, sr_kernel=spec.sr_kernel,
+                             mask_hole_value=spec.mask_hole_value)
     with torch.no_grad():
         observation = degradation.degrade(clean, generator=torch.Generator().manual_seed(seed))
     masks = [op.mask for op in degradation.ops if isinstance(op, Inpainting)]
@@ -186,9 +188,9 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
     # Inpainting goes as a task string so restore() can fit the mask; otherwise the exact operator.
     task = spec.task if degraded.mask is not None else degraded.degradation
     try:
-        result = restore(degraded.observation, task=task, method=method, model=prior, mask=degraded.mask,
-                         class_index=class_index, seed=seed, steps=config.steps, preset=config.preset,
-                         perceptual=perceptual, progress=False, options=options)
+        result = restore(degraded.observation, value_range=(-1.0, 1.0), task=task, method=method, model=prior,
+                         mask=degraded.mask, class_index=class_index, seed=seed, steps=config.steps,
+                         preset=config.preset, perceptual=perceptual, progress=False, options=options)
     except (ValueError, RuntimeError) as err:  # finished cells stay stored: fix the cause and re-run
         raise BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}") from err
     info = {"class_index": result.class_index, "class_source": result.result.class_source,
@@ -196,7 +198,7 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
             "timings": {k: round(v, 4) for k, v in result.timings.items()},
             # the method's own diagnostics (CRI: centroid vs w_avg start loss, offset norm), for ablations
             "extras": {k: v for k, v in result.result.extras.items() if isinstance(v, (int, float, str))}}
-    scored = result.restored if spec.score == "raw" else result.image
+    scored = result.generator_output if spec.score == "raw" else result.image
     return scored.detach().cpu(), info
 
 
@@ -219,7 +221,12 @@ def _validate(config: BenchConfig) -> None:
     for spec in config.tasks:
         check_measures(spec.measures)
         try:
-            parse_task(spec.task, mask=spec.mask, image_size=(96, 96), sr_kernel=spec.sr_kernel)
+            mask = spec.mask
+            if mask is not None and is_mask_file(mask):  # its size is checked against each image later
+                observed = observed_from_file(mask, spec.mask_hole_value, names=CLI_NAMES)
+                check_mask_coverage(observed, f"--mask {mask}", "--mask-hole-value")
+                mask = "center"
+            parse_task(spec.task, mask=mask, image_size=(96, 96), sr_kernel=spec.sr_kernel)
         except (DegradationError, ValueError) as err:
             raise BenchError(f"task {spec.name!r}: {err}") from err
         if spec.score not in ("fused", "raw"):
@@ -528,5 +535,5 @@ def _write_sheets(results: dict, out: Path, images: list[BenchImage], store: Cel
                     row.append(load_image(path) if path.is_file() else torch.zeros_like(by_id[image_id].clean))
                     captions.append(column if path.is_file() else f"{column} (missing)")
                 rows.append([*row, by_id[image_id].clean])
-                labels.append([*captions, "clean"])
+                labels.append([*captions, "clean (ground truth)"])
             make_sheet(rows, labels, out / "sheets" / f"{name}-{number:02d}.png")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ganprior.image_files import HOLE_VALUES
 from ganprior.methods import PRESETS
 
 
@@ -66,6 +67,8 @@ def _print_protocols() -> None:
 @click.option("--list-protocols", is_flag=True, help="List the paper protocols with the papers' numbers and exit.")
 @click.option("--mask", default="center", show_default=True, help="Hole of inpainting tasks given with --tasks "
                                                                   "(center, box:x0,y0,x1,y1, strokes, ...).")
+@click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
+              help="Which pixels of a --mask file are holes (as in ganprior restore; required for files).")
 @click.option("--perceptual", default=None, help="Perceptual distance the methods use (default: each method's).")
 @click.option("--no-baselines", is_flag=True, help="Skip the classical baselines (input, bicubic, Telea).")
 @click.option("--no-labels", is_flag=True, help="Ignore the images' class labels (methods then estimate the class).")
@@ -82,7 +85,7 @@ def _print_protocols() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads (default: torch's); 1 per process when shards share a CPU.")
 def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
-            mask, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard,
+            mask, mask_hole_value, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard,
             threads) -> None:
     """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
     if list_protocols:
@@ -99,7 +102,8 @@ def command(methods, tasks, images, images_root, model, seed, steps, preset, out
         known = {t.name: t for t in get_protocol(protocol).tasks} if protocol else {}
     except ProtocolError as err:
         raise click.ClickException(str(err)) from err
-    task_specs = tuple(known.get(t) or TaskSpec.from_string(t, mask) for t in _split(tasks)) if tasks else None
+    task_specs = (tuple(known.get(t) or TaskSpec.from_string(t, mask, mask_hole_value) for t in _split(tasks))
+                  if tasks else None)
     overrides = dict(
         methods=_split(methods), images=images, images_root=images_root, model=model, seed=seed, steps=steps,
         preset=preset, out=str(out_dir), limit=limit, perceptual=perceptual, baselines=not no_baselines,
@@ -111,7 +115,7 @@ def command(methods, tasks, images, images_root, model, seed, steps, preset, out
                 raise click.UsageError(f"--protocol {protocol} needs --images: {get_protocol(protocol).test_set}")
             config = BenchConfig.from_protocol(protocol, **overrides)
         else:
-            defaults = dict(methods=("cri",), tasks=tuple(TaskSpec.from_string(t, mask)
+            defaults = dict(methods=("cri",), tasks=tuple(TaskSpec.from_string(t, mask, mask_hole_value)
                                                          for t in ("colorize", "inpaint", "sr4")),
                             images="emoji-test", preset="fast")
             config = BenchConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})

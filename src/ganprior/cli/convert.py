@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ganprior.atomic import atomic_write_bytes
+
 
 @click.command("convert")
 @click.argument("src")
@@ -15,13 +17,22 @@ def command(src: str, dst: Path) -> None:
 
     Nothing stored in SRC is executed; DST loads without any pickle.
     """
-    from ganprior.loading import LOAD_ERRORS, NATIVE_SUFFIX, convert, load_native
+    from ganprior.loading import LOAD_ERRORS, NATIVE_SUFFIX, convert, is_native_path, load_native, resolve
 
     if dst.suffix != NATIVE_SUFFIX:
         raise click.BadParameter(f"must end in {NATIVE_SUFFIX}", param_hint="DST")
     try:
-        out = convert(src, dst)
-        prior = load_native(out)
+        source = resolve(src)
+        if is_native_path(source):  # e.g. the embedded emoji32: nothing to convert, only to copy
+            prior = load_native(source)  # checks it really is one before anything is written
+            if dst.resolve() != source.resolve():
+                atomic_write_bytes(dst, source.read_bytes())
+            click.echo(f"{src} is already in ganprior's native format ({source}); copied it to {dst} "
+                       f"(use --model {src} directly; nothing needed converting)")
+            out = dst
+        else:
+            out = convert(source, dst)
+            prior = load_native(out)
     except LOAD_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     n_params = sum(t.numel() for t in prior.state_dict().values())

@@ -99,7 +99,7 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
             for method in methods:
                 t0 = time.perf_counter()
                 result = restore(y, task, method, prior, mask=mask, seed=seed, steps=steps, progress=False,
-                                 **restore_options(prior, method, task))
+                                 value_range=(-1, 1), **restore_options(prior, method, task))
                 timings[f"{task}/{method}"] = timings.get(f"{task}/{method}", 0.0) + time.perf_counter() - t0
                 outputs.setdefault(method, []).append(result.image.cpu().clamp(-1, 1))
                 bar.update(1)
@@ -112,8 +112,8 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
             rows.append({"task": task, "method": name, **{k: float(v.mean()) for k, v in scores[name].items()}})
         names = list(outputs)
         sheet_rows = [[outputs[n][i] for n in names] + [clean[i:i + 1]] for i in range(len(chosen))]
-        captions = [[f"{n[:12]} {float(scores[n]['psnr'][i]):.1f}dB" for n in names] + [test.classes[test.labels[j]][:14]]
-                    for i, j in enumerate(chosen)]
+        captions = [[f"{n}\n{float(scores[n]['psnr'][i]):.1f} dB" for n in names]
+                    + [f"clean (ground truth)\n{test.classes[test.labels[j]]}"] for i, j in enumerate(chosen)]
         make_sheet(sheet_rows, captions, out / f"{task.replace('+', '_')}.png")
     bar.close()
     summary = {"model": model or "emoji32 (embedded)", "images": chosen, "classes": [int(test.labels[j]) for j in chosen],

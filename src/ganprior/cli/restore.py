@@ -1,40 +1,65 @@
 """``ganprior restore IMAGE [IMAGE...]``: restore degraded photos with a GAN prior.
 
 Each image gets its own run directory ``OUT/<image stem>/`` (see ``ganprior.results``), written
-atomically; images whose run directory is already complete are skipped, so an interrupted batch
-resumes where it stopped.
+atomically. A run directory is reused only when its fingerprint matches the run asked for (same pixels,
+task, mask, method, options, model, seed, steps; ``ganprior.resume``), otherwise it is recomputed; a lock
+per image keeps two processes on one folder from restoring the same image.
+
+Inputs, the mask and ``--out`` are checked before torch and the model load (``restore_checks.py``), so
+keep this module's top-level imports free of torch.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 from tqdm.auto import tqdm
 
-from ganprior.methods import PRESETS, available_methods
-from ganprior.methods.dgp_presets import SCHEDULES
+from ganprior.cli.restore_checks import check_images, check_mask, check_out
+from ganprior.image_files import DEFAULT_MAX_PIXELS, HOLE_VALUES
+from ganprior.names import DGP_SCHEDULES as SCHEDULES
+from ganprior.names import METHODS, PRESETS
 
 def _per_image_errors() -> tuple[type[Exception], ...]:
     """Errors that concern one image only (the rest of the batch still runs)."""
+    from ganprior.faces.pipeline import NoFaceError
     from ganprior.images import ImageLoadError, MaskSizeError
 
-    return ImageLoadError, MaskSizeError
+    return ImageLoadError, MaskSizeError, NoFaceError
+
+
+def _class_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check ``--class`` before any model is loaded (the API parses the same grammar)."""
+    if value is not None:
+        from ganprior.classify.choice import ClassOptionError, parse_class_option  # imports torch: only when given
+
+        placeholders: dict[str, int] = {}  # class names are checked once the model is loaded
+        try:
+            parse_class_option(value, resolve_token=lambda name: -1 - placeholders.setdefault(
+                name.casefold(), len(placeholders)))
+        except ClassOptionError as exc:
+            raise click.BadParameter(str(exc).removeprefix(f"--class {value!r}: "), ctx, param) from None
+    return value
 
 
 @click.command("restore")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--task", default="colorize", show_default=True,
+@click.option("--task", required=True,
               help="Degradation of the input: colorize, inpaint, sr, denoise, deblur, jpeg, or a '+'-joined mix "
                    "such as sr4+colorize+inpaint.")
 @click.option("--mask", default=None, help="Inpainting mask: a file (with --mask-hole-value) or a spec (center, box:x0,y0,x1,y1).")
-@click.option("--mask-hole-value", type=click.Choice(["black", "white", "transparent"]), default=None,
-              help="Which mask pixels are holes.")
+@click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
+              help="Which pixels of a --mask file are holes (required for files: both conventions are common).")
 @click.option("--scale", type=int, default=None, help="Super-resolution factor (or write it in the task: sr4).")
-@click.option("--method", type=click.Choice(available_methods()), default="cri", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="cri", show_default=True)
 @click.option("--model", default=None, help="Model name or checkpoint path (default: the embedded model).")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Explicit local checkpoint for --model.")
-@click.option("--class", "class_index", type=int, default=None, help="Class index (default: estimated).")
+@click.option("--class", "class_index", default=None, callback=_class_option,
+              help="auto (DeiT's top-1; the default for ImageNet models), topk:K (DeiT's K best, weighted), a class "
+                   "index or name (e.g. 'golden retriever', 'Animals & Nature'), or I,J,... (centroid search among "
+                   "them). Default for other models: estimated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("restored"),
               show_default=True, help="Output folder: one run directory per image.")
@@ -47,51 +72,106 @@ def _per_image_errors() -> tuple[type[Exception], ...]:
               help="How a non-square photo goes onto the generator canvas.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--video", is_flag=True, help="Also save the optimisation as a GIF.")
-@click.option("--overwrite", is_flag=True, help="Redo images whose output already exists.")
+@click.option("--faces", is_flag=True,
+              help="Face models (FFHQ): find each face (dlib), align it the FFHQ way, restore it and paste it back; "
+                   "pixels outside the faces stay as observed. Needs ganprior[faces].")
+@click.option("--overwrite", is_flag=True, help="Redo images even when their run folder matches this run.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse input and mask files with more pixels than this (decompression-bomb guard).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="DGP only: fine-tuning schedule (default: the task's; e.g. sr-mse for the PSNR-biased SR table).")
 @click.option("--early-stop-mse", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DGP only: stop once the MSE to the observation ([-1, 1] scale) is below this; with "
                    "--task reconstruct this is the adversarial-defence mode (paper Table 10).")
+@click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
+              help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
+                   "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
 def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
-            preset, perceptual, fit, device, video, overwrite, schedule, early_stop_mse) -> None:
+            preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
+            method_options, faces) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
-    dgp_options = {k: v for k, v in (("schedule", schedule), ("early_stop_mse", early_stop_mse)) if v is not None}
-    if dgp_options and method != "dgp":
-        raise click.UsageError("--schedule and --early-stop-mse only apply to --method dgp")
-    from ganprior.api import restore
-    from ganprior.loading import LOAD_ERRORS, load_model
-    from ganprior.results import is_finished
-
-    try:
-        prior = load_model(model, weights=weights, device=device)
-    except LOAD_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    per_image = _per_image_errors()
-    failures = 0
-    targets = [(path, out_dir / path.stem) for path in images]
-    stems = [t.name for _, t in targets]
+    sizes, bad = check_images(list(images), max_pixels)  # before anything imports torch
+    for path, message in bad.items():
+        click.echo(f"error: {message}", err=True)
+    mask_warning, mask_bad = check_mask(mask, mask_hole_value, task, scale, sizes, max_pixels)
+    for path, message in mask_bad.items():
+        click.echo(f"error: {path}: {message}", err=True)
+    if not set(sizes) - set(mask_bad):
+        raise click.ClickException(f"none of the {len(images)} image(s) can be used")
+    if mask_warning:
+        click.echo(f"warning: {mask_warning}", err=True)
+    stems = [path.stem for path in images]
     if len(set(stems)) != len(stems):
         raise click.UsageError("several images share a file name stem; their run directories would collide")
-    for path, target in tqdm(targets, desc="images", disable=len(targets) < 2):
-        if is_finished(target) and not overwrite:
-            click.echo(f"skip {path}: {target} is already complete")
-            continue
-        try:
-            result = restore(path, task=task, method=method, model=prior, mask=mask, mask_hole_value=mask_hole_value,
-                             scale=scale, class_index=class_index, seed=seed, steps=steps, preset=preset,
-                             perceptual=perceptual, fit=fit, progress=True, video=video, options=dgp_options)
-        except per_image as exc:
-            failures += 1
-            click.echo(f"error: {path}: {exc}", err=True)
-            continue
-        except (ValueError, RuntimeError) as exc:  # configuration errors: the same for every image
-            raise click.ClickException(f"{path}: {exc}") from exc
-        result.save(target, video=video)
-        info = f"class {result.class_index}" if result.class_index is not None else ""
-        click.echo(f"{path} -> {target} {info} ({result.timings.get('total', 0):.1f} s)")
-        if result.stopped:
-            failures += 1
-            click.echo(f"warning: {path}: {result.stopped}; saved the best result so far", err=True)
+    check_out(out_dir)
+    from ganprior.methods.options import MethodOptionError, parse_method_options
+
+    options = {k: v for k, v in (("schedule", schedule), ("early_stop_mse", early_stop_mse)) if v is not None}
+    if options and method != "dgp":
+        raise click.UsageError("--schedule and --early-stop-mse only apply to --method dgp")
+    try:
+        options.update(parse_method_options(method_options, method))
+    except MethodOptionError as exc:
+        raise click.UsageError(str(exc)) from None
+    from ganprior.api import load_prior
+    from ganprior.loading import LOAD_ERRORS
+
+    try:
+        prior = load_prior(model, weights=weights, device=device)
+    except LOAD_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    arguments = dict(task=task, method=method, model=prior, mask=mask, mask_hole_value=mask_hole_value, scale=scale,
+                     class_index=class_index, seed=seed, steps=steps, preset=preset, perceptual=perceptual, fit=fit,
+                     options=options, max_pixels=max_pixels)
+    failures = len(bad) + len(mask_bad)
+    usable = [path for path in images if path in sizes and path not in mask_bad]
+    for path in tqdm(usable, desc="images", disable=len(usable) < 2):
+        failures += not _restore_one(path, out_dir / path.stem, arguments, overwrite, video, out_dir, faces)
     if failures:
-        raise click.ClickException(f"{failures} of {len(targets)} image(s) failed or stopped early")
+        raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
+
+
+def _restore_one(path: Path, target: Path, arguments: dict, overwrite: bool, video: bool, out_dir: Path,
+                 faces: bool = False) -> bool:
+    """Restore one image into its run folder under its lock; False when it failed or stopped early."""
+    from ganprior.api import restore, restore_fingerprint
+    from ganprior.resume import ClaimedError, claim, remove_stale_partials, reusable
+
+    try:
+        with claim(target):
+            for partial in remove_stale_partials(target):
+                click.echo(f"removed {partial}, left by an interrupted save", err=True)
+            try:
+                wanted = restore_fingerprint(path, **arguments)
+                if faces:
+                    from ganprior.faces.pipeline import faces_fingerprint, restore_faces as restore
+
+                    wanted = faces_fingerprint(wanted)
+                same, why = reusable(target, wanted)
+                if same and not overwrite:
+                    click.echo(f"skip {path}: {target} is already complete for this run")
+                    return True
+                if target.exists() and not same:
+                    click.echo(f"redo {path}: {target} does not match: {why}", err=True)
+                with warnings.catch_warnings(record=True) as caught:  # shown below as one line each
+                    warnings.simplefilter("always")
+                    result = restore(path, progress=True, video=video, **arguments)
+                for caught_warning in caught:
+                    click.echo(f"warning: {path}: {caught_warning.message}", err=True)
+            except _per_image_errors() as exc:
+                click.echo(f"error: {path}: {exc}", err=True)
+                return False
+            except (ValueError, RuntimeError) as exc:  # configuration errors: the same for every image
+                raise click.ClickException(f"{path}: {exc}") from exc
+            try:
+                result.save(target, video=video)
+            except OSError as exc:
+                raise click.ClickException(f"--out {out_dir}: cannot write {target}: {exc.strerror or exc}") from exc
+    except ClaimedError as exc:
+        click.echo(f"skip {path}: {exc}", err=True)
+        return True
+    info = f"class {result.class_index}" if result.class_index is not None else ""
+    click.echo(f"{path} -> {target} {info} ({result.timings.get('total', 0):.1f} s)")
+    if result.stopped:
+        click.echo(f"warning: {path}: {result.stopped}; saved the best result so far", err=True)
+    return not result.stopped

@@ -2,9 +2,11 @@
 
 * IMAGE alone: no-reference metrics (NIQE).
 * ``--ref``: PSNR / SSIM in their named colour conventions and LPIPS (when its backbone is here).
-* ``--mask`` (white = observed, black = hole, like the project's masks): the same full-reference
-  metrics on the hole only, as DGP reports inpainting.
-* IMAGE and ``--ref`` folders: FID and KID between the sets, plus per-image metrics averaged over
+* ``--mask`` with ``--mask-hole-value`` (the same convention as ``ganprior restore``; a run folder's
+  ``mask.png`` is ``--mask-hole-value black``): the same full-reference metrics on the hole only, as DGP
+  reports inpainting.
+* IMAGE and ``--ref`` folders: FID and KID between the sets (with a warning below
+  :data:`FID_MIN_IMAGES` images, where both are strongly biased), plus per-image metrics averaged over
   files paired by relative path (one ``--mask`` file then applies to every pair).
 
 Metrics that cannot be computed are listed under ``"unavailable"`` with the reason.
@@ -18,6 +20,7 @@ from pathlib import Path
 import click
 import torch
 
+from ganprior.image_files import CLI_NAMES, HOLE_VALUES, RUN_MASK_HOLE_VALUE, observed_from_file
 from ganprior.metrics.fid import WHEEL, WHEEL_VERSION, fid, image_files, inception_stats, kid
 from ganprior.metrics.images import MetricInputError, MetricUnavailable, load_image
 from ganprior.metrics.lpips_metric import lpips_distance
@@ -37,10 +40,14 @@ CONVENTIONS = {
     "psnr": "RGB (all channels)", "psnr_y": "BT.601 Y channel", "psnr_gray": "MATLAB rgb2gray",
     "ssim": "Wang et al.: 11x11 Gaussian (sigma 1.5) on MATLAB rgb2gray, no downsampling",
     "ssim_rgb": "Wang et al. per RGB channel, averaged", "ssim_y": "Wang et al. on BT.601 Y",
-    "*_hole": "only where --mask is black (not observed)",
+    "*_hole": "only on the holes of --mask (read with --mask-hole-value, as restore reads it)",
     "niqe": "official pristine parameters, MATLAB rgb2gray, 96x96 blocks",
     "fid": f"clean-fid protocol, Inception-2015-12-05 from {WHEEL}=={WHEEL_VERSION}",
 }
+
+
+#: below this many images per set FID/KID are reported with a warning (the papers use thousands)
+FID_MIN_IMAGES = 50
 
 
 class Scores:
@@ -49,6 +56,7 @@ class Scores:
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = {}
         self.unavailable: dict[str, str] = {}
+        self.warnings: list[str] = []
 
     def add(self, name: str, compute) -> None:
         if name in self.unavailable:
@@ -63,23 +71,25 @@ class Scores:
 
     def as_dict(self) -> dict:
         means = {name: sum(v) / len(v) for name, v in self.values.items()}
-        return {"metrics": means, "unavailable": self.unavailable}
+        return {"metrics": means, "unavailable": self.unavailable, "warnings": self.warnings}
 
 
-def _load_mask(path: Path | None, like: torch.Tensor) -> torch.Tensor | None:
+def _load_mask(path: Path | None, hole_value: str | None, like: torch.Tensor) -> torch.Tensor | None:
+    """The mask file read exactly as ``ganprior restore --mask`` reads it (1 = observed)."""
     if path is None:
         return None
-    mask = load_image(path)
-    if mask.shape[1] != 1:
-        mask = mask.mean(dim=1, keepdim=True)
-    if mask.shape[-2:] != like.shape[-2:]:
-        raise MetricInputError(f"mask {path} is {tuple(mask.shape[-2:])}, the image is {tuple(like.shape[-2:])}")
-    return (mask > 0).float()  # grey levels above mid-grey count as observed
+    from ganprior.images import load_mask
+
+    try:
+        return load_mask(path, hole_value=hole_value, size=like.shape[-2:], names=CLI_NAMES)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise MetricInputError(str(err)) from err
 
 
 def score_image(scores: Scores, image: torch.Tensor, ref: torch.Tensor | None, mask_path: Path | None,
-                lpips_net: str) -> None:
-    """Add every single-image metric that applies to ``scores``."""
+                lpips_net: str, hole_value: str | None = RUN_MASK_HOLE_VALUE) -> None:
+    """Add every single-image metric that applies to ``scores``; ``hole_value`` reads the mask file (the
+    default is a run folder's ``mask.png``; the CLI always says it)."""
     scores.add("niqe", lambda: niqe(image).item())
     if ref is None:
         return
@@ -90,7 +100,7 @@ def score_image(scores: Scores, image: torch.Tensor, ref: torch.Tensor | None, m
     for name, metric in FULL_REFERENCE.items():
         scores.add(name, lambda: metric(image, ref, None).item())
     scores.add(f"lpips_{lpips_net}", lambda: lpips_distance(image, ref, net=lpips_net).item())
-    mask = _load_mask(mask_path, image)
+    mask = _load_mask(mask_path, hole_value, image)
     if mask is not None:
         for name in ("psnr", "ssim"):
             scores.add(f"{name}_hole", lambda: FULL_REFERENCE[name](image, ref, 1 - mask).item())
@@ -106,7 +116,7 @@ def _pairs(image_dir: Path, ref_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_path: Path | None,
-                  lpips_net: str, cache_dir: Path | None) -> dict:
+                  lpips_net: str, cache_dir: Path | None, hole_value: str | None = RUN_MASK_HOLE_VALUE) -> dict:
     """FID/KID between the folders and per-image metrics averaged over paired files."""
     if ref_dir is None:
         scores.unavailable["fid"] = scores.unavailable["kid"] = "needs a reference folder (--ref)"
@@ -123,6 +133,10 @@ def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_pa
         kid_mean, kid_std = kid(a, b)
         scores.add("kid", lambda: kid_mean)
         scores.add("kid_std", lambda: kid_std)
+        few = min(len(image_files(image_dir)), len(image_files(ref_dir)))
+        if few < FID_MIN_IMAGES:
+            scores.warnings.append(f"FID/KID on only {few} images per set (fewer than {FID_MIN_IMAGES}): strongly "
+                                   "biased and noisy; compare them only between runs of the same size")
     except MetricUnavailable as err:
         scores.unavailable["fid"] = scores.unavailable["kid"] = err.reason
     try:
@@ -132,7 +146,8 @@ def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_pa
             scores.unavailable[name] = scores.unavailable[f"lpips_{lpips_net}"] = str(err)
         pairs = [(path, None) for path in image_files(image_dir)]
     for image_path, ref_path in pairs:
-        score_image(scores, load_image(image_path), ref_path and load_image(ref_path), mask_path, lpips_net)
+        score_image(scores, load_image(image_path), ref_path and load_image(ref_path), mask_path, lpips_net,
+                    hole_value)
     return {"images": len(pairs)}
 
 
@@ -140,26 +155,39 @@ def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_pa
 @click.argument("image", type=click.Path(exists=True, path_type=Path))
 @click.option("--ref", type=click.Path(exists=True, path_type=Path), help="Clean reference image (or folder).")
 @click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Observation mask: white = observed, black = hole; adds *_hole metrics.")
+              help="Observation mask file (read with --mask-hole-value, as restore reads it); adds *_hole metrics.")
+@click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
+              help="Which --mask pixels are holes (a restore run folder's mask.png: black).")
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where Inception statistics are cached (default: the user cache).")
-def command(image: Path, ref: Path | None, mask: Path | None, lpips_net: str, cache_dir: Path | None) -> None:
+def command(image: Path, ref: Path | None, mask: Path | None, mask_hole_value: str | None, lpips_net: str,
+            cache_dir: Path | None) -> None:
     """Print every metric that applies to IMAGE as JSON; unavailable ones are named with the reason."""
     if mask is not None and ref is None:
         raise click.UsageError("--mask scores the hole against a reference: give --ref too")
+    if mask is None and mask_hole_value is not None:
+        raise click.UsageError("--mask-hole-value says how to read a --mask file; give --mask too")
+    if mask is not None:
+        try:  # the same refusals, in the same words, as ganprior restore --mask
+            observed_from_file(mask, mask_hole_value, names=CLI_NAMES)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
     scores = Scores()
     report: dict = {"image": str(image), "ref": str(ref) if ref else None, "mask": str(mask) if mask else None}
     try:
         if image.is_dir():
-            report.update(score_folders(scores, image, ref, mask, lpips_net, cache_dir))
+            report.update(score_folders(scores, image, ref, mask, lpips_net, cache_dir, mask_hole_value))
         else:
             if ref is not None and ref.is_dir():
                 raise MetricInputError("IMAGE is a file, so --ref must be a file too")
             scores.unavailable["fid"] = scores.unavailable["kid"] = "compare image sets: pass folders as IMAGE and --ref"
-            score_image(scores, load_image(image), load_image(ref) if ref else None, mask, lpips_net)
+            score_image(scores, load_image(image), load_image(ref) if ref else None, mask, lpips_net,
+                        mask_hole_value)
     except MetricInputError as err:
         raise click.ClickException(str(err)) from err
     report.update(scores.as_dict())
+    for warning in scores.warnings:
+        click.echo(f"warning: {warning}", err=True)
     report["conventions"] = CONVENTIONS
     click.echo(json.dumps(report, indent=2))

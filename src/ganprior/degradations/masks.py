@@ -171,10 +171,6 @@ def mask_from_spec(
         return random_pixel_mask((h, w), missing=missing, seed=seed)
     if text.count(",") == 3 and not Path(text).suffix:
         return box_mask(text, (h, w))
-    if Path(text).suffix:
-        if hole_value is None:
-            raise MaskSpecError(
-                f"mask file {text!r}: say which value is the hole (hole_value='black', 'white' or 'transparent')"
-            )
-        return load_mask(text, size=(h, w), hole_value=hole_value)
+    if Path(text).suffix:  # load_mask refuses a missing or ambiguous hole value, as every interface does
+        return load_mask(text, size=(h, w), hole_value=hole_value)  # type: ignore[arg-type]
     raise MaskSpecError(f"unknown mask spec {text!r}; known: {', '.join(MASK_KINDS)}")

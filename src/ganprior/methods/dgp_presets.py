@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ganprior import names
 from ganprior.methods.presets import task_kinds
 
 TABLES = ("paper", "code", "fast")
-SCHEDULES = ("colorize", "inpaint", "sr-mse", "sr-d", "hybrid", "reconstruct", "defence", "manipulation")
+SCHEDULES = names.DGP_SCHEDULES
 
 
 class ScheduleError(ValueError):

@@ -18,7 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-PRESETS = ("paper", "code", "fast")
+from ganprior import names
+
+PRESETS = names.PRESETS
 
 _FAMILY_STEPS = {"stylegan_xl": (1000, 350), "biggan": (1000, 350), "stylegan2": (500, 20), "stylegan3": (500, 20)}
 
