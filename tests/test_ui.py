@@ -148,3 +148,21 @@ def test_stop_ends_the_run_with_its_best_result(studio):
     final = update
     assert final["status"].startswith("Stopped") and "stopped on request" in final["summary"]
     assert studio.stop("stopper") == "Nothing is running in this page."
+
+
+def test_cli_errors_name_the_option(tmp_path):
+    pytest.importorskip("gradio", reason="the ui extra is not installed")
+    import socket
+
+    from click.testing import CliRunner
+
+    from ganprior.cli.main import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = CliRunner().invoke(cli, ["ui", "--port", str(port)])
+    assert busy.exit_code == 2 and f"--port {port}" in busy.output and "in use" in busy.output
+    missing = CliRunner().invoke(cli, ["ui", "--model", str(tmp_path / "nope.pkl"), "--port", str(port)])
+    assert missing.exit_code == 1 and "nope.pkl" in missing.output and "Traceback" not in missing.output

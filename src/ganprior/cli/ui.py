@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import click
@@ -31,13 +32,14 @@ def command(model, weights, host, port, device, out_dir) -> None:
     """Serve a web page to paint masks, restore, compare and manipulate."""
     try:
         from ganprior.ui.app import build_app
-        from ganprior.ui.handlers import Studio
+        from ganprior.ui.handlers import Studio, warm_up
     except ImportError as exc:
         raise click.ClickException(f"the UI needs the ui extra: pip install 'ganprior[ui]' ({exc})") from exc
     from ganprior.loading import LOAD_ERRORS, load_model
 
     if not _port_free(host, port):
         raise click.UsageError(f"--port {port}: the port is already in use on {host}; choose another")
+    threading.Thread(target=warm_up, daemon=True, name="ganprior-ui-warm-up").start()
     try:
         prior = load_model(model, weights=weights, device=device)
     except LOAD_ERRORS as exc:

@@ -72,7 +72,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Accordion("Manipulate the restoration (DGP): jitter, morph, category transfer", open=True):
             with gr.Row():
                 jitter_n = gr.Number(value=6, precision=0, label="Jitter: variants", elem_id="jitter-n")
-                jitter_std = gr.Slider(0.0, 1.5, value=0.5, label="Jitter: std", elem_id="jitter-std")
+                jitter_std = gr.Slider(0.0, 1.5, value=0.3, label="Jitter: std", elem_id="jitter-std")
                 jitter_btn = gr.Button("Jitter", elem_id="jitter")
             with gr.Row():
                 morph_example = gr.Dropdown([(label, i) for i, (label, _) in enumerate(studio.examples)], value=None,

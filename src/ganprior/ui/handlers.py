@@ -46,6 +46,12 @@ def error_text(exc: BaseException) -> str:
     return f"**Error:** {type(exc).__name__}: {exc}"
 
 
+def warm_up() -> None:
+    """Build one Adam optimiser: its first construction imports ``torch._dynamo`` (about 4 s on this
+    CPU), which would otherwise delay the first Run's first preview."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def class_names(prior: Any) -> list[str]:
     """The model's class names when it has them, the emoji categories for the embedded model, else none."""
     names = getattr(prior, "class_names", None)
