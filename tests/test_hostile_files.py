@@ -1,0 +1,189 @@
+"""Hostile and broken model files: refused fast, with bounded memory, one error class each, no traceback.
+
+The corpus (``tests/hostile_corpus.py``) runs in one fresh subprocess that forks a child per file under
+``RLIMIT_AS`` and a timeout, so a regression shows up as a failed row here, not as a crashed test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ganprior.cli.main import cli
+from ganprior.loading import errors, integrity, load_model, registry, save_native
+from ganprior.loading.native_check import DIGEST_KEY, read_header
+from ganprior.loading.pickle_scan import iter_opcodes, scan_official_pickle
+import pickletools
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def corpus_rows(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("corpus") / "rows.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(HERE / "hostile_corpus.py"), "--json", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert out.exists(), proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_corpus_covers_the_issue(corpus_rows):
+    names = {r["file"] for r in corpus_rows}
+    for needed in ("deep_tuple_dict_key.pkl", "deep_tuple_frozenset.pkl", "deep_tuple_key.pth", "memo_bomb.pkl",
+                   "zero_stride_view.pkl", "safetensors_29GB.safetensors", "biggan_aliased_views.pth",
+                   "zip_bomb_blob.pkl", "zip_bomb.pth", "hash_collision_keys.pkl", "named_pipe model.pkl",
+                   "tensor_larger_than_storage.pkl", "flipped_weight_bytes.safetensors", "numpy_object_array.pkl",
+                   "build_rewrites_tensor.pkl", "nan_lr_multiplier.safetensors", "list_activation.safetensors",
+                   "cwd_file_named_like_registry_model", "cache_manifest_mismatch"):
+        assert needed in names
+
+
+def test_every_file_is_refused_quickly_with_bounded_memory(corpus_rows):
+    bad = [r for r in corpus_rows if not (r["refused"] and r["time_s"] < 5 and r["peak_mb"] < 500)]
+    assert not bad, [(r["file"], r["expected"], r["observed"], r["time_s"], r["peak_mb"]) for r in bad]
+    assert not [r["file"] for r in corpus_rows if r["payload_ran"]]
+
+
+def test_messages_are_short_and_never_advise_unsafe_loading(corpus_rows):
+    for r in corpus_rows:
+        assert "weights_only=False" not in r["message"] + r["cli_message"], r["file"]
+        if r["expected"] != "ModelNotAvailableError":  # that one lists the files to download, by design
+            assert r["message_len"] <= errors.MAX_MESSAGE, (r["file"], r["message_len"])
+
+
+def test_cli_gives_one_line_and_no_traceback(corpus_rows):
+    for r in corpus_rows:
+        assert r["cli"] == "exit 1", (r["file"], r["cli"], r["cli_message"])
+        assert "Traceback" not in r["cli_message"] and r["cli_message"].startswith("Error:"), r["file"]
+
+
+# ---------------------------------------------------------------------------------------------- the scan
+
+
+def test_opcode_walk_matches_pickletools(official_dir):
+    raw = (official_dir / "sg2_uncond_32" / "network-snapshot.stripped.pkl").read_bytes()
+    ours = [(name, pos) for name, _, pos in iter_opcodes(raw)]
+    theirs = [(op.name, pos) for op, _, pos in pickletools.genops(raw)]
+    assert ours == theirs
+
+
+def test_real_fixtures_pass_the_scan(official_dir):
+    for path in sorted(official_dir.glob("*/network-snapshot.stripped.pkl")):
+        scan = scan_official_pickle(path.read_bytes(), str(path))
+        assert scan.tensor_bytes == scan.storage_bytes > 0
+
+
+def test_error_classes_share_one_base_and_cut_long_messages():
+    for cls in (errors.UnsafeCheckpointError, errors.CorruptCheckpointError, errors.CheckpointLimitError,
+                errors.IntegrityError, errors.UnsafePathError, errors.UnsupportedCheckpointError):
+        assert issubclass(cls, errors.CheckpointError)
+    assert len(str(errors.CorruptCheckpointError("x" * 10_000))) == errors.MAX_MESSAGE
+    assert issubclass(errors.UnsafeCheckpointError, pickle.UnpicklingError)
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def test_registry_name_beats_a_file_of_that_name_in_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "emoji32").write_bytes(b"\x80\x04N.")
+    prior = load_model("emoji32")
+    assert prior.resolution == 32
+    with pytest.raises(errors.CorruptCheckpointError):
+        load_model("./emoji32")  # the file, given as a path
+    (tmp_path / "mymodel").write_bytes(b"\x80\x04N.")
+    with pytest.raises(registry.UnknownModelError, match=r"\./mymodel"):
+        load_model("mymodel")
+
+
+@pytest.fixture
+def sg2_fixture(official_dir) -> Path:
+    return official_dir / "sg2_uncond_32" / "network-snapshot.stripped.pkl"
+
+
+def test_symlink_into_the_cache_keeps_writes_inside(tmp_path, monkeypatch, sg2_fixture):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GANPRIOR_CACHE", str(cache))
+    real = cache / "some-model" / "net.pkl"
+    real.parent.mkdir(parents=True)
+    shutil.copy(sg2_fixture, real)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "net.pkl").symlink_to(real)
+    load_model(str(outside / "net.pkl"))
+    assert not list(outside.glob("*.safetensors"))  # nothing written beside the link
+    converted = real.with_name("net.native.safetensors")
+    assert converted.is_file()
+    assert integrity.read_manifest(cache)["some-model/net.native.safetensors"]["sha256"] == \
+        integrity.sha256_file(converted)
+
+
+def test_symlink_out_of_the_cache_is_not_converted_beside_its_target(tmp_path, monkeypatch, sg2_fixture):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GANPRIOR_CACHE", str(cache))
+    outside = tmp_path / "user"
+    outside.mkdir()
+    shutil.copy(sg2_fixture, outside / "net.pkl")
+    link = cache / "m" / "net.pkl"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside / "net.pkl")
+    load_model(str(link))
+    assert not list(outside.glob("*.safetensors")) and not list(link.parent.glob("*.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------- integrity
+
+
+def test_native_digest_written_checked_and_optional(tmp_path):
+    prior = load_model("emoji32")
+    path = save_native(prior, tmp_path / "m.safetensors")
+    with open(path, "rb") as fh:
+        _, meta = read_header(fh, path.stat().st_size, str(path))
+    assert DIGEST_KEY in meta
+    reloaded = load_model(str(path))
+    assert all(torch.equal(a, b) for a, b in zip(prior.state_dict().values(), reloaded.state_dict().values()))
+    # a file written before digests existed (same tensors, no digest) still loads
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(path)), str(old), metadata={k: v for k, v in meta.items() if k != DIGEST_KEY})
+    load_model(str(old))
+
+
+def test_models_verify_rehashes_the_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GANPRIOR_CACHE", str(cache))
+    f = cache / "x" / "a.pkl"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"weights")
+    integrity.record(f, cache, "test")
+    ok = CliRunner().invoke(cli, ["models", "--verify", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert {r["status"] for r in json.loads(ok.output)["files"]} <= {"ok", "ok (no digest)"}
+    f.write_bytes(b"weightz")
+    bad = CliRunner().invoke(cli, ["models", "--verify"])
+    assert bad.exit_code == 1 and "changed" in bad.output
+
+
+def test_pinned_registry_hash_is_checked_on_load(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GANPRIOR_CACHE", str(cache))
+    spec = registry.REGISTRY["stylegan2-ada-cifar10"]
+    target = registry.local_files(spec)[0]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not the published file")
+    pinned = registry.RemoteFile(spec.files[0].filename, spec.files[0].url, sha256="0" * 64)
+    monkeypatch.setitem(registry.REGISTRY, spec.name, registry.ModelSpec(
+        spec.name, spec.family, spec.resolution, spec.classes, spec.dataset, (pinned,), spec.page))
+    with pytest.raises(errors.IntegrityError, match="published SHA-256"):
+        load_model(spec.name)
