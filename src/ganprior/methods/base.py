@@ -166,6 +166,25 @@ def constant_lr(value: float) -> Callable[[float], float]:
 
 
 # ----- the optimisation loop -----------------------------------------------------------------
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No parameter of ``modules`` requires a gradient inside the block; the flags come back after.
+
+    Latent-only stages run inside it, so backward computes no generator (or loss-network) weight
+    gradient; the tuning stages unfreeze only what they tune, on their own copy.
+    """
+    params = list({id(p): p for m in modules if isinstance(m, nn.Module) for p in m.parameters()}.values())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+
 StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float], torch.Tensor | None]]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.cluster import KMeans
 
 from ganprior.atomic import atomic_path
+from ganprior.classify.choice import ClassCandidates
 from ganprior.losses import cache_dir
 from ganprior.models.prior import GenerativePrior
 
@@ -152,9 +154,16 @@ def score_latents(
     return torch.cat(scores)
 
 
-def classifier_class(prior: GenerativePrior, observation: torch.Tensor) -> tuple[int, float]:
-    """Class from the classifier a model may ship (``prior.classifier(img[-1,1]) -> logits``)."""
+def classifier_class(prior: GenerativePrior, observation: torch.Tensor,
+                     weight: torch.Tensor | None = None) -> tuple[int, float]:
+    """Class from the classifier a model may ship (``prior.classifier(img[-1,1]) -> logits``).
+
+    ``weight`` (``[1, 1, h, w]``, 0 = not observed: holes, letterbox padding) fills the unobserved
+    pixels with neutral mid-grey, so the estimate depends only on what was observed.
+    """
     img = observation.expand(-1, 3, -1, -1) if observation.shape[1] == 1 else observation
+    if weight is not None:
+        img = torch.where(weight > 0, img, torch.zeros_like(img))
     img = torch.nn.functional.interpolate(img, size=(prior.resolution, prior.resolution), mode="bilinear",
                                           align_corners=False)
     with torch.no_grad():
@@ -170,11 +179,13 @@ def search_class(
     n_samples: int,
     seed: int,
     chunk: int = 8,
+    classes: Sequence[int] | None = None,
 ) -> tuple[int, float, dict[int, float]]:
-    """Class whose best centroid is nearest to the observation: ``(class, distance, per-class best)``."""
+    """Class whose best centroid is nearest to the observation: ``(class, distance, per-class best)``,
+    over ``classes`` (default: all of the model's)."""
     fingerprint = model_fingerprint(prior)
     best: dict[int, float] = {}
-    for k in range(prior.c_dim):
+    for k in (range(prior.c_dim) if classes is None else classes):
         bank = centroid_bank(prior, k, n_clusters, n_samples, seed, fingerprint=fingerprint)
         best[k] = float(score_latents(prior, bank, prior.class_matrix(k, 1), loss_fn, chunk).min())
     chosen = min(best, key=best.get)
@@ -183,7 +194,7 @@ def search_class(
 
 def resolve_class(
     prior: GenerativePrior,
-    class_index: int | None,
+    class_index: int | ClassCandidates | None,
     observation: torch.Tensor,
     loss_fn,
     n_clusters: int,
@@ -192,17 +203,42 @@ def resolve_class(
     chunk: int = 8,
 ) -> tuple[int | None, float | None, str | None, dict]:
     """``(class, score, source, extras)``: given, else classifier (probability), else centroid search
-    (distance of the best centroid). Unconditional models give ``(None, None, None, {})``."""
+    (distance of the best centroid). Candidates (a classifier's top-K or a user's list) restrict the
+    centroid search to their classes. Unconditional models give ``(None, None, None, {})``."""
     if prior.c_dim == 0:
         if class_index is not None:
             raise ValueError(f"this {prior.family} model is unconditional: do not give a class")
         return None, None, None, {}
+    if isinstance(class_index, ClassCandidates):
+        return _search_candidates(prior, class_index, loss_fn, n_clusters, n_samples, seed, chunk)
     if class_index is not None:
         prior.class_matrix(class_index, 1)  # validates the range with a clear message
         return int(class_index), None, "given", {}
     if getattr(prior, "classifier", None) is not None:
-        idx, p = classifier_class(prior, observation)
+        idx, p = classifier_class(prior, observation, getattr(loss_fn, "weight", None))  # the loss's observed area
         return idx, p, "classifier", {}
     idx, dist, per_class = search_class(prior, loss_fn, n_clusters, n_samples, seed, chunk)
     ranked = sorted(per_class, key=per_class.get)[:5]
     return idx, dist, "centroid-search", {"class_candidates": {str(k): per_class[k] for k in ranked}}
+
+
+def _search_candidates(prior: GenerativePrior, candidates: ClassCandidates, loss_fn, n_clusters: int,
+                       n_samples: int, seed: int, chunk: int) -> tuple[int, float | None, str, dict]:
+    """A single candidate is taken as is; several are ranked by their best centroid's distance."""
+    prior.class_matrix(list(candidates.indices), len(candidates.indices))  # validates the range
+    weights = candidates.describe()
+    if len(candidates.indices) == 1:
+        return candidates.indices[0], candidates.weights[0], candidates.source, {"class_weights": weights}
+    idx, dist, per_class = search_class(prior, loss_fn, n_clusters, n_samples, seed, chunk, candidates.indices)
+    extras = {"class_weights": weights, "class_candidates": {str(k): per_class[k] for k in candidates.indices}}
+    return idx, dist, f"{candidates.source}+centroid-search", extras
+
+
+def start_classes(prior: GenerativePrior, class_index: int | ClassCandidates | None, c: torch.Tensor, n: int,
+                  seed: int) -> torch.Tensor:
+    """Class rows for the ``n`` latents of an average-latent start: drawn from the candidates' weights
+    (StyleGAN-XL's projector draws them from DeiT's softmax), else the chosen class ``c`` ``[1, c_dim]``."""
+    if not isinstance(class_index, ClassCandidates) or len(class_index.indices) == 1 or prior.c_dim == 0:
+        return c
+    drawn = class_index.draw(n, torch.Generator().manual_seed(seed + 1))
+    return prior.class_matrix(drawn, n)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ganprior.classify.choice import ClassCandidates
 from ganprior.methods.base import Method, Result, RunRecorder, register_method
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
@@ -94,19 +95,26 @@ class Selection:
 
 
 @torch.no_grad()
-def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | None, n: int, std: float,
-                  d_features: int | None = 3, chunk: int = 8, seed: int = 0) -> Selection:
+def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | ClassCandidates | None, n: int,
+                  std: float, d_features: int | None = 3, chunk: int = 8, seed: int = 0) -> Selection:
     """Best of ``n`` candidates ``mapping(std·ε, c)`` under the feature distance (last ``d_features``).
 
     All draws come from one CPU generator seeded with ``seed`` (z first, then the classes), so the
-    result does not depend on ``chunk`` or the device. ``n = 0`` starts at the mean latent.
+    result does not depend on ``chunk`` or the device. ``n = 0`` starts at the mean latent. Without a
+    class, candidates' classes are uniform over all classes; with :class:`ClassCandidates` (a
+    classifier's top-K) they are drawn from its weights.
     """
     conditional = prior.c_dim > 0
-    sample_class = conditional and class_index is None
+    candidates = class_index if isinstance(class_index, ClassCandidates) else None
+    sample_class = conditional and (class_index is None or candidates is not None)
     g = torch.Generator().manual_seed(seed)
     z = std * torch.randn(max(n, 1), prior.z_dim, generator=g) if n > 0 else torch.zeros(1, prior.z_dim)
-    classes = (torch.randint(prior.c_dim, (len(z),), generator=g) if sample_class
-               else torch.full((len(z),), 0 if class_index is None else int(class_index)))
+    if candidates is not None:
+        classes = candidates.draw(len(z), g)
+    elif sample_class:
+        classes = torch.randint(prior.c_dim, (len(z),), generator=g)
+    else:
+        classes = torch.full((len(z),), 0 if class_index is None else int(class_index))
     scores = []
     for start in range(0, len(z), max(1, chunk)):
         zz, cls = z[start:start + chunk].to(prior.device), classes[start:start + chunk]
@@ -119,6 +127,14 @@ def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | None
     c = prior.class_matrix(cls, 1) if conditional else torch.zeros(1, 0, device=prior.device)
     latent = prior.mapping(z[best:best + 1].to(prior.device), c)
     return Selection(latent.detach(), cls, float(scores_t[best]), sample_class)
+
+
+def _class_source(prior: GenerativePrior, class_index: int | ClassCandidates | None, sampled: bool) -> str | None:
+    if not prior.c_dim:
+        return None
+    if isinstance(class_index, ClassCandidates):
+        return f"{class_index.source}+dgp-selection"
+    return "dgp-selection" if sampled else "given"
 
 
 # ----- 2. progressive fine-tuning --------------------------------------------------------------------
@@ -274,6 +290,22 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     return _Outcome(latent.detach(), early)
 
 
+def _fit_to_family(prior: GenerativePrior, schedule: str, stages: list[Stage],
+                   settings: dict[str, Any]) -> tuple[list[Stage], dict[str, Any], list[str]]:
+    """Drop the BigGAN-only parts of a schedule (BN->IN swap, class-embedding tuning) on other families,
+    with a note for run.json, so every schedule runs on StyleGAN2/3/XL priors."""
+    notes = []
+    if any(st.instance_norm for st in stages) and not hasattr(prior, "use_instance_norm"):
+        stages = [replace(st, instance_norm=False) for st in stages]
+        notes.append(f"schedule {schedule!r} swaps batch norm for instance norm; this {prior.family} model has "
+                     "no batch norm, so the swap was skipped")
+    if settings["update_embed"] and not hasattr(prior, "parameter_groups"):
+        settings = {**settings, "update_embed": False}
+        notes.append(f"schedule {schedule!r} tunes BigGAN's class embedding; this {prior.family} model has none, "
+                     "so only the latent and the generator blocks are tuned")
+    return stages, settings, notes
+
+
 # ----- the method ----------------------------------------------------------------------------------------
 @register_method
 class DGP(Method):
@@ -346,9 +378,7 @@ class DGP(Method):
                            f"{prior.family} model has none. Load the checkpoint with its D (BigGAN: D_<name>.pth "
                            "next to G_ema_<name>.pth; StyleGAN2: a training snapshot pickle)")
         schedule, stages, settings = self.plan()
-        if any(st.instance_norm for st in stages) and not hasattr(prior, "use_instance_norm"):
-            raise DGPError(f"schedule {schedule!r} swaps BN for IN, which only BigGAN has; pass "
-                           f"stage_instance_norm=[false, ...] or another schedule for a {prior.family} model")
+        stages, settings, notes = _fit_to_family(prior, schedule, stages, settings)
         torch.manual_seed(seed)
         recorder = RunRecorder(progress, frame_every, callback)
         with frozen_discriminator(prior):
@@ -376,8 +406,12 @@ class DGP(Method):
             "instance_norm": bool(getattr(tuned, "instance_norm", False)),
             "early_stop": outcome.early_stop,
         }
+        if notes:
+            extras["notes"] = notes
+        if isinstance(class_index, ClassCandidates):
+            extras["class_weights"] = class_index.describe()
         result = Result(method=self.name, image=image, latent=outcome.latent, class_index=sel.class_index,
                         class_score=sel.score if sel.class_sampled else None,
-                        class_source=("dgp-selection" if sel.class_sampled else "given") if prior.c_dim else None,
+                        class_source=_class_source(prior, class_index, sel.class_sampled),
                         generator_delta=delta, options=dict(self.options), extras=extras)
         return recorder.fill(result)

@@ -17,11 +17,12 @@ from ganprior.methods.base import (
     ReconstructionLoss,
     Result,
     RunRecorder,
+    frozen,
     optimize,
     register_method,
     stylegan_lr_ramp,
 )
-from ganprior.methods.centroids import sample_w, score_latents
+from ganprior.methods.centroids import sample_w, score_latents, start_classes
 from ganprior.models.prior import GenerativePrior
 
 
@@ -64,7 +65,7 @@ def optimize_ws(
             logged["offset_norm"] = float(reg.detach())
         return total, logged, img
 
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen(prior, loss.perceptual):
         optimize(stage, [latent], step, steps, stylegan_lr_ramp(lr), recorder)
     return ws().detach()
 
@@ -94,7 +95,8 @@ class _ProjectionBase(Method):
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
         with run.recorder.timed("start"):
-            start = mean_w(prior, run.c, o["w_avg_samples"], seed)
+            rows = start_classes(prior, class_index, run.c, o["w_avg_samples"], seed)
+            start = mean_w(prior, rows, o["w_avg_samples"], seed)
             run.extras["start_loss"] = float(score_latents(prior, start[:, 0], run.c, run.loss)[0])
         init = broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
         ws = optimize_ws(prior, run.c, run.loss, init, o["steps"], o["lr"], run.recorder, self.name)

@@ -22,6 +22,7 @@ from ganprior.methods.base import (
     Result,
     RunRecorder,
     constant_lr,
+    frozen,
     optimize,
     register_method,
 )
@@ -105,7 +106,7 @@ def pivotal_tuning(
             logged["locality"] = float(reg.detach())
         return total, logged, img
 
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen(prior, loss.perceptual):  # the original and the loss net stay fixed
         optimize(stage, params, step, steps, constant_lr(lr), recorder)
     tuned.requires_grad_(False)
     return tuned

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, optimize, register_method
+from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, frozen, optimize, register_method
 from ganprior.methods.centroids import sample_w
 
 
@@ -83,6 +83,6 @@ class PULSE(Method):
             norm = latent.square().sum(-1, keepdim=True).add(1e-9).sqrt()
             latent.mul_(radius / norm)
 
-        with torch.enable_grad():
+        with torch.enable_grad(), frozen(prior, loss.perceptual):
             optimize("pulse", [latent], step, o["steps"], linear_one_cycle_drop(o["lr"]), recorder, back_to_sphere)
         return self.finish(prior, ws().detach(), run)
