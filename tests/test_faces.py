@@ -147,3 +147,44 @@ def test_cli_faces_end_to_end_and_no_face_refusal(astronaut, official_dir, tmp_p
     refused = CliRunner().invoke(cli, ["restore", str(blank), *args[:2], "colorize", *args[5:]])
     assert refused.exit_code != 0 and "no face found" in refused.output
     assert "Traceback" not in refused.output
+
+
+# ----- identity similarity (dlib's ResNet face embedding) ----------------------------------------------
+def test_identity_similarity_ranks_degradations(astronaut):
+    import torch.nn.functional as F
+
+    from ganprior.metrics.images import MetricInputError
+    from ganprior.metrics.identity import identity_scores
+
+    same = identity_scores(astronaut, astronaut)
+    assert same["id_sim"] == pytest.approx(1.0) and same["id_dist"] == pytest.approx(0.0, abs=1e-9)
+    noisy = (astronaut + 0.3 * torch.randn(astronaut.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    camera = torch.from_numpy(skimage_data.camera()).float()[None, None] / 127.5 - 1
+    other = F.interpolate(camera, (512, 512)).expand(-1, 3, -1, -1)
+    near, far = identity_scores(noisy, astronaut), identity_scores(other, astronaut)
+    assert 1.0 > near["id_sim"] > far["id_sim"] and near["id_dist"] < 0.6 < far["id_dist"]
+    with pytest.raises(MetricInputError, match="no face"):
+        identity_scores(astronaut, torch.zeros_like(astronaut) - 0.2)
+
+
+def test_identity_in_score_and_bench(astronaut, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from ganprior.bench.scoring import ImageScorer
+    from ganprior.cli.main import cli
+    from ganprior.degradations import parse_task
+
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "clean.png")
+    Image.fromarray(skimage_data.astronaut()[:, ::-1].copy()).save(tmp_path / "mirrored.png")
+    run = CliRunner().invoke(cli, ["score", str(tmp_path / "mirrored.png"), "--ref", str(tmp_path / "clean.png")])
+    assert run.exit_code == 0, run.output
+    metrics = json.loads(run.output[run.output.index("{"):])["metrics"]
+    assert 0.9 < metrics["id_sim"] < 1.0 and "id_dist" in metrics
+    degradation = parse_task("colorize")
+    values = ImageScorer(("id_sim",))(astronaut, astronaut, degradation(astronaut), degradation, None)
+    assert values["id_sim"] == pytest.approx(1.0)
+    blank = torch.zeros(1, 3, 32, 32)
+    scorer = ImageScorer(("id_sim",))
+    assert scorer(blank, blank, blank, degradation, None) == {} and "no face" in scorer.unavailable["id_sim"]

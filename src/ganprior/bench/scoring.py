@@ -43,6 +43,7 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
     Measure("feat_dist", "feat-dist (emoji-feature-net)", False),
     Measure("niqe", "NIQE", False),
     Measure("consistency", "Consistency RMSE", False, digits=2),
+    Measure("id_sim", "ID sim (dlib ResNet, cos)", True),
     Measure("fid", "FID", False, per_image=False, digits=2),
     Measure("kid", "KID", False, per_image=False),
 )}
@@ -154,6 +155,10 @@ class ImageScorer:
                     value = float(lpips_distance(image, clean, net=self.lpips_net)[0])
                 elif key == "feat_dist":
                     value = self._feat_dist(image, clean)
+                elif key == "id_sim":
+                    from ganprior.metrics.identity import identity_similarity
+
+                    value = identity_similarity(image, clean)
                 elif key == "niqe":
                     from ganprior.metrics.niqe import niqe
 

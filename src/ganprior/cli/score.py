@@ -1,7 +1,8 @@
 """``ganprior score IMAGE [--ref CLEAN] [--mask MASK]``: every metric that applies, as JSON.
 
 * IMAGE alone: no-reference metrics (NIQE).
-* ``--ref``: PSNR / SSIM in their named colour conventions and LPIPS (when its backbone is here).
+* ``--ref``: PSNR / SSIM in their named colour conventions, LPIPS (when its backbone is here) and,
+  when the reference shows a face, identity similarity (dlib's ResNet face embedding).
 * ``--mask`` with ``--mask-hole-value`` (the same convention as ``ganprior restore``; a run folder's
   ``mask.png`` is ``--mask-hole-value black``): the same full-reference metrics on the hole only, as DGP
   reports inpainting.
@@ -42,6 +43,8 @@ CONVENTIONS = {
     "ssim_rgb": "Wang et al. per RGB channel, averaged", "ssim_y": "Wang et al. on BT.601 Y",
     "*_hole": "only on the holes of --mask (read with --mask-hole-value, as restore reads it)",
     "niqe": "official pristine parameters, MATLAB rgb2gray, 96x96 blocks",
+    "id_sim": "cosine of dlib's ResNet face embedding (not ArcFace), face found on --ref; id_dist: its "
+              "Euclidean distance (dlib: < 0.6 = same person)",
     "fid": f"clean-fid protocol, Inception-2015-12-05 from {WHEEL}=={WHEEL_VERSION}",
 }
 
@@ -100,10 +103,26 @@ def score_image(scores: Scores, image: torch.Tensor, ref: torch.Tensor | None, m
     for name, metric in FULL_REFERENCE.items():
         scores.add(name, lambda: metric(image, ref, None).item())
     scores.add(f"lpips_{lpips_net}", lambda: lpips_distance(image, ref, net=lpips_net).item())
+    _identity(scores, image, ref)
     mask = _load_mask(mask_path, hole_value, image)
     if mask is not None:
         for name in ("psnr", "ssim"):
             scores.add(f"{name}_hole", lambda: FULL_REFERENCE[name](image, ref, 1 - mask).item())
+
+
+def _identity(scores: Scores, image: torch.Tensor, ref: torch.Tensor) -> None:
+    """Face identity (dlib's ResNet embedding); unavailable, with the reason, when the reference has no face."""
+    from ganprior.metrics.identity import identity_scores
+
+    found: dict[str, float] = {}
+
+    def part(key: str) -> float:
+        if not found:
+            found.update(identity_scores(image, ref))
+        return found[key]
+
+    scores.add("id_sim", lambda: part("id_sim"))
+    scores.add("id_dist", lambda: part("id_dist"))
 
 
 def _pairs(image_dir: Path, ref_dir: Path) -> list[tuple[Path, Path]]:
