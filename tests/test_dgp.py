@@ -224,13 +224,25 @@ def test_same_code_runs_on_stylegan2_blocks_and_discriminator():
     with torch.no_grad():
         target = sg2(torch.randn(1, 16, generator=torch.Generator().manual_seed(3)))
     degradation = parse_task("colorize")
-    with pytest.raises(DGPError, match="only BigGAN"):
-        DGP(schedule="inpaint", **QUICK).run(sg2, degradation, degradation(target), progress=False)
     method = DGP(schedule="colorize", table="fast", select_num=8, max_stage_steps=4,
                  stage_tuned_groups=[1, 1, 1, 1, 1])
     result = method.run(sg2, degradation, degradation(target), progress=False)
     assert result.latent.shape == (1, sg2.num_ws, sg2.w_dim) and result.class_index is None
     assert result.generator_delta and all(k.startswith("G.synthesis.b4.") for k in result.generator_delta)
+
+
+@pytest.mark.parametrize("schedule", ["inpaint", "reconstruct", "sr-mse", "defence"])
+def test_every_schedule_runs_on_stylegan2_skipping_the_batch_norm_swap_with_a_note(schedule):
+    """BigGAN-only parts of a schedule (BN->IN, class-embedding tuning) are skipped, and run.json says so."""
+    sg2 = tiny_stylegan2()
+    with torch.no_grad():
+        target = sg2(torch.randn(1, 16, generator=torch.Generator().manual_seed(3)))
+    degradation = parse_task("inpaint", mask=center_box_mask((16, 16)))
+    result = DGP(schedule=schedule, table="fast", select_num=4, max_stage_steps=2).run(
+        sg2, degradation, degradation(target), progress=False)
+    assert result.stopped is None and result.latent.shape == (1, sg2.num_ws, sg2.w_dim)
+    assert any("batch norm" in note for note in result.extras["notes"])
+    assert result.extras["instance_norm"] is False and result.generator_delta
 
 
 def test_restore_api_with_method_dgp(prior, clean, tmp_path):
@@ -240,9 +252,9 @@ def test_restore_api_with_method_dgp(prior, clean, tmp_path):
     out = restore(grey, task="colorize", method="dgp", model=prior, class_index=TRUE_CLASS, preset="fast",
                   steps=2, progress=False, options={"select_num": 4})
     assert out.result.extras["schedule"] == "colorize" and out.result.options["max_stage_steps"] == 2
-    lightness = lambda x: rgb_to_lab((x + 1) / 2)[:, :1]  # noqa: E731
-    assert (lightness(out.image) - lightness(grey)).abs().mean() < 0.5  # keeps the input's L* (of 100)
-    assert (lightness(out.restored) - lightness(grey)).abs().mean() > 1.0  # which the raw output does not
+    grey_error = lambda x: float((to_gray(x) - grey[:, :1]).abs().mean()) * 127.5  # noqa: E731 (0..255)
+    assert grey_error(out.image) <= 1.0  # keeps the input's Rec.601 grey
+    assert grey_error(out.generator_output) > 2.0  # which the raw output does not
     run_dir = out.save(tmp_path / "run")
     written = {p.name for p in run_dir.iterdir()}
     assert {"restored.png", "latent.pt", "generator_delta.safetensors", "run.json"} <= written

@@ -98,7 +98,7 @@ def test_restoration_beats_the_degraded_input_where_information_is_missing(prior
     result = ganprior.restore(y, task=task, method=method, model=prior, mask=mask, perceptual="mse",
                               progress=False, options=STEPS[method])
     assert result.image.shape == clean.shape and result.stopped is None
-    restored_err, degraded_err = _missing_part_errors(task, clean, y, deg, result.restored)
+    restored_err, degraded_err = _missing_part_errors(task, clean, y, deg, result.generator_output)
     print(f"{method} {task}: restored {restored_err:.5f} vs degraded-input baseline {degraded_err:.5f}")
     assert degraded_err > 1e-3  # the task really removed information
     assert restored_err < 0.6 * degraded_err
@@ -123,7 +123,7 @@ def test_discriminator_perceptual_on_sr_compares_upsampled_images_and_restores(c
                               progress=False, options=STEPS[method])
     assert seen and set(seen) == {(32, 32)}
     assert result.stopped is None and "perceptual" in result.losses[-1]
-    restored_err, degraded_err = _missing_part_errors("sr4", clean, y, deg, result.restored)
+    restored_err, degraded_err = _missing_part_errors("sr4", clean, y, deg, result.generator_output)
     print(f"{method} sr4 discriminator: restored {restored_err:.5f} vs bicubic {degraded_err:.5f}")
     assert restored_err < 0.6 * degraded_err
 
