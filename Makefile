@@ -9,7 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[test,metrics,ui]'
+	$(PY) -m pip install -q -e '.[test,metrics,ui,classify]'
+	$(PY) -m pip install -q -e '.[faces]' || echo "warning: no dlib-bin wheel for this platform: the face tests will skip"
 	touch $@
 
 install: $(VENV)/.installed
