@@ -194,3 +194,16 @@ def test_models_table_shows_the_embedded_class_count():
     table = _cli("models").output.splitlines()
     row = next(line for line in table if line.startswith("emoji32 "))
     assert row.split()[3] == "9"
+
+
+def test_bench_option_is_checked_per_method(tmp_path):
+    from ganprior.bench import BenchConfig
+    from ganprior.cli.bench import _with_method_options
+
+    config = BenchConfig(methods=("cri", "wplus"))
+    merged = _with_method_options(config, ("cri.l2_weight=10", "wplus.steps=5"))
+    assert merged.method_options == {"cri": {"l2_weight": 10.0}, "wplus": {"steps": 5}}
+    bad = _cli("bench", "--methods", "cri", "--option", "cri.l2_wieght=1", "--out", tmp_path / "b")
+    assert bad.exit_code == 2 and "did you mean l2_weight" in bad.output
+    bad = _cli("bench", "--methods", "cri", "--option", "pti.steps=1", "--out", tmp_path / "b")
+    assert bad.exit_code == 2 and "'pti' is not benchmarked here" in bad.output

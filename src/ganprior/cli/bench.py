@@ -43,6 +43,27 @@ def _print_protocols() -> None:
         click.echo(render_paper_tables(p))
 
 
+def _with_method_options(config, pairs: tuple[str, ...]):
+    """``config`` with ``--option METHOD.KEY=VALUE`` merged into its per-method options (checked per method)."""
+    from dataclasses import replace
+
+    from ganprior.methods.options import MethodOptionError, parse_method_options
+
+    merged = {k: dict(v) for k, v in config.method_options.items()}
+    for pair in pairs:
+        method, dot, rest = pair.partition(".")
+        if not dot or "=" in method:
+            raise click.UsageError(f"--option {pair!r}: write METHOD.KEY=VALUE, e.g. --option cri.l2_weight=10")
+        if method not in config.methods:
+            raise click.UsageError(f"--option {pair!r}: {method!r} is not benchmarked here "
+                                   f"(--methods: {', '.join(config.methods)})")
+        try:
+            merged.setdefault(method, {}).update(parse_method_options([rest], method))
+        except MethodOptionError as exc:
+            raise click.UsageError(str(exc)) from None
+    return replace(config, method_options=merged) if pairs else config
+
+
 @click.command("bench")
 @click.option("--methods", default=None, help="Comma-separated methods (cri,pti,wplus,w,pulse,dgp); default: the "
                                               "protocol's, else cri.")
@@ -84,9 +105,12 @@ def _print_protocols() -> None:
                    "re-run without it afterwards for the complete table.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads (default: torch's); 1 per process when shards share a CPU.")
+@click.option("--option", "method_options", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="Set an option of one benchmarked method (repeatable; values as JSON), e.g. "
+                   "--option cri.l2_weight=10. Changed options make new cells (part of each cell's fingerprint).")
 def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
             mask, mask_hole_value, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard,
-            threads) -> None:
+            threads, method_options) -> None:
     """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
     if list_protocols:
         _print_protocols()
@@ -119,6 +143,7 @@ def command(methods, tasks, images, images_root, model, seed, steps, preset, out
                                                          for t in ("colorize", "inpaint", "sr4")),
                             images="emoji-test", preset="fast")
             config = BenchConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
+        config = _with_method_options(config, method_options)
         results = run_benchmark(config, shard=shard)
     except (BenchError, ImageSourceError, MeasureError, ProtocolError) as err:
         raise click.ClickException(str(err)) from err
