@@ -544,22 +544,27 @@ _BLOB_RECORD = re.compile(
 _ACCEPTED_HEADERS: set[bytes] = set()  # legacy header pickles (magic, protocol, sys_info) already scanned
 
 
-def _fast_blob(blob: bytes, label: str) -> tuple[int, int] | None:
-    head_len = bytes(blob[:512]).find(b"\x80\x02(X\x07\x00\x00\x00storage")
-    if head_len <= 0 or bytes(blob[:head_len]) not in _ACCEPTED_HEADERS:
+_LITTLE_ENDIAN = b"X\r\x00\x00\x00little_endianq\x02\x88"
+
+
+def blob_layout(blob: bytes, label: str = "storage blob") -> tuple[str, int, int, int] | None:
+    """``(storage type, numel, itemsize, data offset)`` of a legacy blob that matches :data:`_BLOB_RECORD`
+    after a little-endian header already accepted by a full scan; None for any other blob."""
+    head_len = blob.find(b"\x80\x02(X\x07\x00\x00\x00storage", 0, 512)
+    if head_len <= 0 or blob[:head_len] not in _ACCEPTED_HEADERS:
         return None
-    m = _BLOB_RECORD.match(bytes(blob[head_len:head_len + 256]))
+    m = _BLOB_RECORD.match(blob, head_len, head_len + 256)
     if m is None or m[1].decode() not in _ITEMSIZE or m[2][0] != len(m[3]) or m[7][0] != len(m[8]) or m[3] != m[8]:
         return None
     numel = (m[4][0] if m[4] is not None else struct.unpack("<H", m[5])[0] if m[5] is not None
              else struct.unpack("<i", m[6])[0])
     itemsize = _ITEMSIZE[m[1].decode()]
-    data = head_len + m.end()
+    data = m.end()
     if len(blob) - data < 8 or struct.unpack_from("<q", blob, data)[0] != numel or \
             len(blob) - data - 8 != numel * itemsize:
         raise CheckpointLimitError(f"{label}: storage declares {numel:,} elements but holds "
                                    f"{max(0, len(blob) - data - 8):,} bytes")
-    return numel, itemsize
+    return m[1].decode(), numel, itemsize, data + 8
 
 
 def _scan_legacy(buf: bytes, label: str, limits: ScanLimits) -> PickleScan:
@@ -590,7 +595,8 @@ def _scan_legacy(buf: bytes, label: str, limits: ScanLimits) -> PickleScan:
                                        "more than the file holds")
     if pos != len(buf):
         raise CorruptCheckpointError(f"{label}: {len(buf) - pos:,} unexpected bytes after the storages")
-    _ACCEPTED_HEADERS.add(bytes(buf[:header_end]))
+    if _LITTLE_ENDIAN in buf[:header_end]:
+        _ACCEPTED_HEADERS.add(bytes(buf[:header_end]))
     return main
 
 
@@ -640,9 +646,9 @@ def scan_storage_blob(blob: bytes, label: str, limits: ScanLimits = LIMITS) -> t
     if bytes(blob[:4]) == b"PK\x03\x04":
         scan = _scan_zip(io.BytesIO(blob), len(blob), label, limits)
     else:
-        fast = _fast_blob(blob, label)
+        fast = blob_layout(blob, label)
         if fast is not None:
-            return fast
+            return fast[1], fast[2]
         scan = _scan_legacy(blob, label, limits)
     result = scan.result
     if type(result) is not Node or result.kind != "storage":

@@ -17,6 +17,7 @@ import hashlib
 import io
 import mmap
 import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,7 +27,7 @@ import torch
 
 from ganprior.loading.errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.loading.guards import open_regular
-from ganprior.loading.pickle_scan import check_view, scan_official_pickle
+from ganprior.loading.pickle_scan import blob_layout, check_view, scan_official_pickle
 
 
 
@@ -139,8 +140,20 @@ class EasyDict(dict):
 # ----------------------------------------------------------------------------------------------
 
 
+_STORAGE_DTYPES = {"Double": torch.float64, "Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16,
+                   "Long": torch.int64, "Int": torch.int32, "Short": torch.int16, "Char": torch.int8,
+                   "Byte": torch.uint8, "Bool": torch.bool}
+
+
 def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
-    """Inner ``torch.save`` blob of one storage; ``weights_only`` keeps it to plain tensor data."""
+    """Inner ``torch.save`` blob of one storage. The common layout (checked byte for byte by the pre-scan)
+    is copied straight into a storage; anything else goes through ``torch.load(weights_only=True)``."""
+    layout = blob_layout(b) if isinstance(b, bytes) and sys.byteorder == "little" else None
+    if layout is not None and layout[0] in _STORAGE_DTYPES:
+        name, numel, itemsize, start = layout
+        raw = bytearray(b[start:start + numel * itemsize])
+        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
+        return torch.TypedStorage(wrap_storage=untyped, dtype=_STORAGE_DTYPES[name], _internal=True)
     try:
         obj = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad/hostile storage blob
