@@ -205,10 +205,10 @@ def test_bad_options_give_one_clear_error(prior, clean):
     with pytest.raises(DGPError, match="unknown DGP schedule"):
         DGP(schedule="dance")
     with pytest.raises(ValueError, match="no option"):
-        DGP(perceptual="lpips")
+        DGP(lr=0.1)
     generator_only = BigGANPrior(prior.arch_config, with_discriminator=False)
-    with pytest.raises(DGPError, match="discriminator"):
-        DGP(**QUICK).run(generator_only, parse_task("colorize"), to_gray(clean).expand(-1, 3, -1, -1), progress=False)
+    with pytest.raises(DGPError, match="discriminator"):  # and no usable distance to stand in for it
+        DGP(perceptual="no-such-distance", **QUICK).run(generator_only, parse_task("colorize"), to_gray(clean).expand(-1, 3, -1, -1), progress=False)
 
 
 def tiny_stylegan2() -> StyleGAN2Prior:
@@ -229,6 +229,23 @@ def test_same_code_runs_on_stylegan2_blocks_and_discriminator():
     result = method.run(sg2, degradation, degradation(target), progress=False)
     assert result.latent.shape == (1, sg2.num_ws, sg2.w_dim) and result.class_index is None
     assert result.generator_delta and all(k.startswith("G.synthesis.b4.") for k in result.generator_delta)
+
+
+def test_dgp_without_a_discriminator_uses_a_perceptual_stand_in_and_tunes_a_frozen_loaded_model():
+    """StyleGAN-XL has no discriminator, and StyleGAN3/XL load with frozen weights: DGP still runs and tunes."""
+    sg2 = tiny_stylegan2()
+    sg2.D = None
+    sg2.requires_grad_(False)
+    with torch.no_grad():
+        target = sg2(torch.randn(1, 16, generator=torch.Generator().manual_seed(3)))
+    degradation = parse_task("colorize")
+    result = DGP(schedule="colorize", table="fast", select_num=4, max_stage_steps=2, perceptual="mse").run(
+        sg2, degradation, degradation(target), progress=False)
+    assert any("'mse' distance instead of DGP's discriminator" in note for note in result.extras["notes"])
+    assert result.generator_delta and not any(p.requires_grad for p in sg2.parameters())
+    with pytest.raises(DGPError, match="no discriminator"):
+        DGP(schedule="colorize", perceptual="no-such-distance", **QUICK).run(
+            sg2, degradation, degradation(target), progress=False)
 
 
 @pytest.mark.parametrize("schedule", ["inpaint", "reconstruct", "sr-mse", "defence"])

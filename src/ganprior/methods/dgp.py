@@ -30,10 +30,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ganprior.classify.choice import ClassCandidates
-from ganprior.methods.base import Method, Result, RunRecorder, register_method
+from ganprior.methods.base import Method, Result, RunRecorder, frozen, register_method
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
 from ganprior.models.prior import GenerativePrior
+from ganprior.losses import AUTO, PerceptualDistance, PerceptualUnavailableError, get_perceptual
 from ganprior.losses.perceptual import discriminator_features
 
 #: DGP's Adam (decision 20): no first moment, eps 1e-8
@@ -56,12 +57,16 @@ class DGPLoss:
     """
 
     def __init__(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
-                 weight: torch.Tensor | None = None) -> None:
-        self.prior, self.degradation, self.weight = prior, degradation, weight
+                 weight: torch.Tensor | None = None, stand_in: PerceptualDistance | None = None) -> None:
+        """``stand_in``: for a model without a discriminator (StyleGAN-XL), the perceptual distance that
+        takes the place of the feature term (``d_features`` then holds that distance)."""
+        self.prior, self.degradation, self.weight, self.stand_in = prior, degradation, weight, stand_in
         self.target = self._masked(observation)
         self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
-        with torch.no_grad():
-            self.target_features = [f.detach() for f in discriminator_features(prior, self._d_input(self.target))]
+        self.target_features = []
+        if stand_in is None:
+            with torch.no_grad():
+                self.target_features = [f.detach() for f in discriminator_features(prior, self._d_input(self.target))]
 
     def _masked(self, img: torch.Tensor) -> torch.Tensor:
         img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img
@@ -77,7 +82,10 @@ class DGPLoss:
         """Per-sample ``{'d_features': [N], 'mse': [N]}`` for generator images ``img`` ``[N, 3, R, R]``."""
         degraded = self._masked(self.degradation(img))
         out = {"mse": (degraded - self.target).square().flatten(1).mean(1) / self._area}
-        if with_d:
+        if with_d and self.stand_in is not None:
+            real = self._d_input(self.target).expand(img.shape[0], -1, -1, -1)
+            out["d_features"] = self.stand_in(self._d_input(degraded), real)
+        elif with_d:
             fake = discriminator_features(self.prior, self._d_input(degraded))
             k = len(fake) if d_features is None else min(int(d_features), len(fake))
             out["d_features"] = sum((f - t).abs().flatten(1).mean(1)
@@ -173,6 +181,9 @@ def tunable_copy(prior: GenerativePrior, frozen: bool = False) -> GenerativePrio
     tuned = copy.deepcopy(prior, {id(d): d} if d is not None else {})
     if frozen:
         freeze_generator(tuned)
+    elif not hasattr(tuned, "parameter_groups"):  # BigGAN keeps its IN affine values out on purpose
+        for block in tuned.blocks():
+            block.requires_grad_(True)  # StyleGAN3/XL load with frozen weights; the copy is what gets tuned
     return tuned
 
 
@@ -325,6 +336,7 @@ class DGP(Method):
         "update_embed": None,
         "frozen_adam_state": None,  # None: True for the code table, False otherwise (decision 2)
         "early_stop_mse": 0.0,  # > 0 with the reconstruct schedule = adversarial-defence mode
+        "perceptual": None,  # only for models without a discriminator (XL): the distance in its place; None = auto
     }
 
     def __init__(self, **options: Any) -> None:
@@ -367,22 +379,32 @@ class DGP(Method):
             else bool(o["frozen_adam_state"])
         return schedule, stages, settings
 
+    def _stand_in(self, prior: GenerativePrior) -> PerceptualDistance:
+        try:
+            return get_perceptual(self.options["perceptual"] or AUTO, prior)
+        except (PerceptualUnavailableError, ValueError) as exc:
+            raise DGPError(f"DGP needs the GAN's discriminator or a perceptual distance in its place; this "
+                           f"{prior.family} model has no discriminator and {exc}. Load the checkpoint with its D "
+                           "(BigGAN: D_<name>.pth next to G_ema_<name>.pth; StyleGAN2/3: a training snapshot "
+                           "pickle) or choose --perceptual") from exc
+
     def total_steps(self) -> int:
         """Optimisation steps of one run (the API spaces video frames with it)."""
         return sum(st.iterations for st in self.plan()[1])
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0, callback=None) -> Result:
-        if not prior.has_discriminator:
-            raise DGPError(f"DGP needs the GAN's discriminator (feature loss and latent selection); this "
-                           f"{prior.family} model has none. Load the checkpoint with its D (BigGAN: D_<name>.pth "
-                           "next to G_ema_<name>.pth; StyleGAN2: a training snapshot pickle)")
         schedule, stages, settings = self.plan()
         stages, settings, notes = _fit_to_family(prior, schedule, stages, settings)
+        stand_in = None
+        if not prior.has_discriminator:
+            stand_in = self._stand_in(prior)
+            notes.append(f"this {prior.family} model has no discriminator: the selection and the feature term use "
+                         f"the {stand_in.name!r} distance instead of DGP's discriminator features")
         torch.manual_seed(seed)
         recorder = RunRecorder(progress, frame_every, callback)
-        with frozen_discriminator(prior):
-            loss = DGPLoss(prior, degradation, observation, weight)
+        with frozen_discriminator(prior), frozen(stand_in):
+            loss = DGPLoss(prior, degradation, observation, weight, stand_in)
             with recorder.timed("selection"):
                 sel = select_latent(prior, loss, class_index, int(settings["select_num"]),
                                     float(settings["select_std"]), self.options["select_features"],
