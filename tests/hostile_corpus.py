@@ -269,7 +269,7 @@ def corpus_items() -> list[Item]:
              "memo bomb as a .pth data.pkl"),
         Item("huge_string.pkl", "CheckpointLimitError",
              lambda d: _write(d, "huge_string.pkl", P4 + b"\x8d" + struct.pack("<Q", 1 << 40) + b"x."),
-             "BINUNICODE8 declaring 1 TB in a 14-byte file"),
+             "BINUNICODE8 declaring 1 TB in a 13-byte file"),
         Item("hash_collision_keys.pkl", "UnsafeCheckpointError",
              lambda d: _write(d, "hash_collision_keys.pkl", _hash_collisions(40000)),
              "40,000 int keys with one hash, 0.6 MB (quadratic dict building)"),
@@ -468,7 +468,7 @@ def run_corpus(folder: Path, timeout: float = TIMEOUT_S) -> list[dict]:
         cli = _run_forked(item, target, sub, "cli", timeout)
         rows.append({"file": item.name, "what": item.what, "bytes": size, "expected": item.expected,
                      "observed": load["observed"], "refused": item.expected in load["mro"],
-                     "message_len": load["message_len"], "message": load["message"][:300],
+                     "message_len": load["message_len"], "message": load["message"][:300].replace(str(sub), "<dir>"),
                      "time_s": load["time_s"], "peak_mb": load["peak_mb"],
                      "cli": cli["observed"], "cli_message": cli["message"][:400],
                      "cli_time_s": cli["time_s"], "cli_peak_mb": cli["peak_mb"],
