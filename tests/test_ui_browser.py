@@ -119,9 +119,9 @@ def _set_number(driver, elem_id: str, value: int) -> None:
 
 def _image_rect(driver, size: tuple[int, int]) -> tuple[float, float, float]:
     """(left, top, on-screen pixels per image pixel) of the image in the editor canvas, relative to its centre."""
-    canvas = driver.find_elements(By.CSS_SELECTOR, "#editor canvas")[-1]
-    zoom_text = next(e.text for e in driver.find_elements(By.XPATH, "//*[@id='editor']//*[contains(text(), '%')]")
-                     if re.fullmatch(r"\d+%", e.text.strip()))
+    zoom_text = driver.execute_script(  # the editor's zoom read-out, e.g. "1000%"
+        "return [...document.querySelectorAll('#editor *')].map(e => e.textContent.trim())"
+        ".find(t => /^[0-9]+%$/.test(t))")
     scale = int(zoom_text.strip("%")) / 100
     h, w = size
     return -w * scale / 2, -h * scale / 2, scale
@@ -135,9 +135,10 @@ def _paint_stroke(driver, size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
     h, w = size
     row, (c0, c1) = int(STROKE_ROW * h), (int(STROKE_COLS[0] * w), int(STROKE_COLS[1] * w))
     y = top + (row + 0.5) * scale
-    chain = ActionChains(driver).move_to_element_with_offset(canvas, int(left + (c0 + 0.5) * scale), int(y))
+    chain = ActionChains(driver, duration=20)  # ms per pointer move (the default 250 makes a stroke slow)
+    chain.move_to_element_with_offset(canvas, int(left + (c0 + 0.5) * scale), int(y))
     chain.click_and_hold()
-    for col in range(c0 + 1, c1 + 1):
+    for col in [*range(c0 + 4, c1, 4), c1]:  # the brush joins the points; each move re-renders the canvas
         chain.move_to_element_with_offset(canvas, int(left + (col + 0.5) * scale), int(y))
     chain.release().perform()
     return row, (c0, c1)
