@@ -18,11 +18,10 @@ to it).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -155,21 +154,6 @@ def parameter_groups(prior: GenerativePrior, update_embed: bool = False) -> list
     else:
         groups = [list(block.parameters()) for block in prior.blocks()]
     return [[p for p in group if p.requires_grad] for group in groups]
-
-
-@contextlib.contextmanager
-def frozen_discriminator(prior: GenerativePrior) -> Iterator[None]:
-    """D is a fixed feature extractor: no gradients into it while DGP runs; flags restored after."""
-    d = getattr(prior, "D", None)
-    params = list(d.parameters()) if isinstance(d, nn.Module) else []
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
 
 
 def tunable_copy(prior: GenerativePrior, frozen: bool = False) -> GenerativePrior:
@@ -403,7 +387,7 @@ class DGP(Method):
                          f"the {stand_in.name!r} distance instead of DGP's discriminator features")
         torch.manual_seed(seed)
         recorder = RunRecorder(progress, frame_every, callback)
-        with frozen_discriminator(prior), frozen(stand_in):
+        with frozen(getattr(prior, "D", None), stand_in):  # fixed feature extractors: no gradient into them
             loss = DGPLoss(prior, degradation, observation, weight, stand_in)
             with recorder.timed("selection"):
                 sel = select_latent(prior, loss, class_index, int(settings["select_num"]),
