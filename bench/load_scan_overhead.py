@@ -38,7 +38,8 @@ for f in files:
         t = time.process_time(); load_model(f); times.append(time.process_time() - t)
     row = {"load": times}
     if with_scan:
-        from ganprior.loading.pickle_scan import scan_official_pickle, scan_torch_file
+        from ganprior.loading.pickle_scan import scan_official_pickle
+        from ganprior.loading.torch_files import scan_torch_file
         scans = []
         for _ in range(repeat):
             t = time.process_time()

@@ -18,7 +18,6 @@ import struct
 import sys
 import time
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

@@ -25,7 +25,7 @@ from ganprior.loading.errors import (
 )
 from ganprior.loading.guards import build_network, open_regular, validate_config
 from ganprior.loading.native import family_module
-from ganprior.loading.pickle_scan import scan_torch_file
+from ganprior.loading.torch_files import scan_torch_file
 from ganprior.loading.safe_pickle import PersistentNode, generator_node, iter_state, load_official_pickle
 from ganprior.models.prior import GenerativePrior
 

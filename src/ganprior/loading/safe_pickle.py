@@ -27,7 +27,8 @@ import torch
 
 from ganprior.loading.errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.loading.guards import open_regular
-from ganprior.loading.pickle_scan import blob_layout, check_view, scan_official_pickle
+from ganprior.loading.pickle_scan import check_view, scan_official_pickle
+from ganprior.loading.torch_files import blob_layout
 
 
 
