@@ -284,6 +284,12 @@ def test_an_unwritable_out_after_the_restoration_is_one_clear_error(files, tmp_p
     assert result.exit_code != 0 and "--out" in result.output and "Permission denied" in result.output
 
 
+@pytest.mark.parametrize("device", ["nonsense", "cuda:7"])
+def test_a_device_that_is_not_here_is_one_clear_error(files, tmp_path, device):
+    result = restore_cli(files, tmp_path / "out", "--task", "colorize", "--device", device)
+    assert result.exit_code != 0 and "'--device'" in result.output and "Traceback" not in result.output
+
+
 def test_a_mask_without_holes_is_warned_about(files, tmp_path):
     result = restore_cli(files, tmp_path / "out", "--task", "inpaint", "--mask", files / "no_hole.png",
                          "--mask-hole-value", "white")

@@ -116,6 +116,7 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
     from ganprior.api import load_prior
     from ganprior.loading import LOAD_ERRORS
 
+    _check_device(device)
     try:
         prior = load_prior(model, weights=weights, device=device)
     except LOAD_ERRORS as exc:
@@ -129,6 +130,20 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
         failures += not _restore_one(path, out_dir / path.stem, arguments, overwrite, video, out_dir, faces)
     if failures:
         raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
+
+
+def _check_device(device: str) -> None:
+    """A device torch can parse and that exists here, before the model is moved onto it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"{device!r} is not a device (cpu, cuda, cuda:1, mps)", param_hint="'--device'") from None
+    available = {"cpu": lambda: True, "cuda": lambda: torch.cuda.device_count() > (parsed.index or 0),
+                 "mps": lambda: torch.backends.mps.is_available()}.get(parsed.type, lambda: False)
+    if not available():
+        raise click.BadParameter(f"no {device} device here; use --device cpu", param_hint="'--device'")
 
 
 def _restore_one(path: Path, target: Path, arguments: dict, overwrite: bool, video: bool, out_dir: Path,
