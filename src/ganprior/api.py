@@ -95,8 +95,9 @@ def restore(
     ``image`` is a path, a PIL image, a numpy array or a tensor; float arrays and tensors say their range
     with ``value_range`` (see ``ganprior.inputs``); files larger than ``max_pixels`` are refused.
 
-    ``task`` is a task string (``"sr4+colorize+inpaint"``) or a ready :class:`Degradation` without a
-    mask; ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
+    ``task`` is a task string (``"sr4+colorize+inpaint"``; its operators get the consistent fusions of
+    :data:`CONSISTENT_FUSION`) or a ready :class:`Degradation` without a mask (fused as configured: the
+    bench builds the papers' own fusions this way); ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
     the image that reaches the inpainting step; ``steps`` caps every stage; ``options`` overrides any
     method option (``ganprior.methods.get_method_class(name).defaults`` lists them).
 
