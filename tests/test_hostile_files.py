@@ -187,3 +187,31 @@ def test_pinned_registry_hash_is_checked_on_load(tmp_path, monkeypatch):
         spec.name, spec.family, spec.resolution, spec.classes, spec.dataset, (pinned,), spec.page))
     with pytest.raises(errors.IntegrityError, match="published SHA-256"):
         load_model(spec.name)
+
+
+# ---------------------------------------------------------------------------------------------- real formats
+
+
+def test_legacy_format_pth_pair_still_loads(official_dir, tmp_path):
+    """DGP's released weights predate torch's zip format; the legacy layout must pass the scan unchanged."""
+    for name in ("G_ema_128.pth", "D_128.pth"):
+        state = torch.load(official_dir / "biggan_128" / name, map_location="cpu", weights_only=True)
+        torch.save(state, tmp_path / name, _use_new_zipfile_serialization=False)
+    legacy, zipped = load_model(str(tmp_path / "G_ema_128.pth")), load_model(str(official_dir / "biggan_128"))
+    a, b = legacy.state_dict(), zipped.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_protocol_3_pickles_still_load(sg2_fixture, tmp_path):
+    """ADA-era pickles use protocol 3 (GLOBAL, BINPUT, no frames); the scan accepts what it writes."""
+    from test_security import _with_payload, fake_persistence_module, _unused
+
+    from ganprior.loading.safe_pickle import load_official_pickle
+
+    data = load_official_pickle(sg2_fixture)
+    path = tmp_path / "old.pkl"
+    with fake_persistence_module(_unused):
+        path.write_bytes(pickle.dumps({k: _with_payload(data[k], "") for k in ("G", "D", "G_ema")},
+                                      protocol=3))
+    a, b = load_model(str(path)).state_dict(), load_model(str(sg2_fixture)).state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
