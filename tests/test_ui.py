@@ -166,3 +166,43 @@ def test_cli_errors_name_the_option(tmp_path):
     assert busy.exit_code == 2 and f"--port {port}" in busy.output and "in use" in busy.output
     missing = CliRunner().invoke(cli, ["ui", "--model", str(tmp_path / "nope.pkl"), "--port", str(port)])
     assert missing.exit_code == 1 and "nope.pkl" in missing.output and "Traceback" not in missing.output
+
+
+def test_presets_and_simulated_degradation_fill_the_editor(studio):
+    from ganprior.degradations import center_box_mask
+
+    value = editor_value(_image())
+    centre, status = studio.mask_preset(value, "center", "")
+    assert "hole pixels" in status
+    assert np.array_equal(read_editor(centre)[1], center_box_mask((32, 32))[0, 0].numpy())
+    boxed, _ = studio.mask_preset(value, "box", "4,6,10,12")
+    assert (read_editor(boxed)[1] == 0).sum() == 6 * 6
+    unchanged, status = studio.mask_preset(value, "box", "4,6")
+    assert unchanged is value and status.startswith("**Error:**")
+    small, status = studio.degrade(value, ["sr", "inpaint"], 4, 0)
+    assert small["background"].shape == (8, 8, 3) and "sr4" in status
+    _, status = studio.degrade(value, ["inpaint"], 4, 0)
+    assert status.startswith("**Error:**")
+
+
+def test_manipulations_start_from_the_finished_restoration(studio):
+    image = _image()
+    mask = np.ones((32, 32), np.float32)
+    mask[8:16] = 0
+    result = list(studio.run("m", editor_value(image, mask), ["inpaint"], 4, "cri", "paper", 3, 0, 2, None))[-1]
+    images, status = studio.manipulate("jitter", result["state"], n=3, std=0.3, seed=0)
+    assert len(images) == 3 and status.startswith("jitter")
+    images, status = studio.manipulate("transfer", result["state"], classes=[0, 1])
+    assert len(images) == 2 and status.startswith("transfer")
+    images, status = studio.manipulate("morph", result["state"], other=_image(), frames=4, method="cri", steps=3,
+                                       seed=0)
+    assert len(images) == 4 and status.startswith("morph"), status
+    images, status = studio.manipulate("jitter", None, n=3, std=0.3, seed=0)
+    assert images is None and "run a restoration first" in status
+
+
+def test_warnings_of_the_run_are_shown_with_its_result(studio):
+    colourful = np.zeros((32, 32, 3), np.uint8)
+    colourful[..., 0] = 255
+    final = list(studio.run("w", editor_value(colourful), ["colorize"], 4, "wplus", "paper", 2, 0, 0, None))[-1]
+    assert final["status"].startswith("Done") and "**Note:**" in final["summary"] and "colour" in final["summary"]

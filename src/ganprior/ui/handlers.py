@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -178,9 +179,13 @@ class Studio:
         extra = restore_options(self.prior, method, task, preset) if method == "dgp" else {"preset": preset}
 
         def work(callback):
-            return restore(observation, task=task, method=method, model=self.prior, mask=mask, class_index=cls,
-                           seed=seed, steps=cap, progress=False, callback=callback, preview_every=PREVIEW_EVERY,
-                           **extra)
+            """The result and the warnings restore gave (shown with it; one job runs at a time)."""
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = restore(observation, task=task, method=method, model=self.prior, mask=mask,
+                                 class_index=cls, seed=seed, steps=cap, progress=False, callback=callback,
+                                 preview_every=PREVIEW_EVERY, **extra)
+            return result, list(dict.fromkeys(str(w.message) for w in caught))
 
         return work
 
@@ -188,7 +193,7 @@ class Studio:
                 reference: np.ndarray | None) -> dict[str, Any]:
         from ganprior.ui.report import save_run, score_run, summary_markdown, zip_run
 
-        result = job.result
+        result, notes = job.result
         directory = save_run(result, self.root, mask, reference)
         scores = score_run(directory)
         archive = zip_run(directory)
@@ -201,7 +206,7 @@ class Studio:
             "status": f"{done} in {result.timings.get('total', 0.0):.1f} s · run folder {directory.name}",
             "compare": (display(before), display(result.image)),
             "result": display(result.image),
-            "summary": summary_markdown(result, scores, self.names),
+            "summary": "".join(f"**Note:** {n}\n\n" for n in notes) + summary_markdown(result, scores, self.names),
             "downloads": [str(directory / "restored.png"), str(archive)],
             "state": result,
         }
