@@ -206,3 +206,14 @@ def test_warnings_of_the_run_are_shown_with_its_result(studio):
     colourful[..., 0] = 255
     final = list(studio.run("w", editor_value(colourful), ["colorize"], 4, "wplus", "paper", 2, 0, 0, None))[-1]
     assert final["status"].startswith("Done") and "**Note:**" in final["summary"] and "colour" in final["summary"]
+
+
+def test_a_page_that_goes_away_stops_its_run(studio):
+    mask = np.ones((32, 32), np.float32)
+    mask[:8] = 0
+    updates = studio.run("gone", editor_value(_image(), mask), ["inpaint"], 4, "cri", "paper", 5000, 0, 0, None)
+    next(u for u in updates if "step" in u["status"])
+    updates.close()  # what Gradio does when the browser tab closes
+    job = studio.jobs["gone"]
+    job.thread.join(20)
+    assert not job.thread.is_alive() and job.result[0].result.interrupted

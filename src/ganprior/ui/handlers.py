@@ -158,11 +158,16 @@ class Studio:
         self.jobs[session] = job.start()
         yield {"status": busy or f"Running {method} on {task}…", "compare": None, "result": None, "summary": "",
                "downloads": None}
-        for p in job.updates():
-            update: dict[str, Any] = {"status": f"**{p.stage}** · step {p.step} · loss {p.loss:.4g} · {p.seconds:.1f} s"}
-            if p.preview is not None:
-                update["preview"] = display(p.preview)
-            yield update
+        try:
+            for p in job.updates():
+                update: dict[str, Any] = {"status": f"**{p.stage}** · step {p.step} · loss {p.loss:.4g} · "
+                                                    f"{p.seconds:.1f} s"}
+                if p.preview is not None:
+                    update["preview"] = display(p.preview)
+                yield update
+        except GeneratorExit:  # the page went away: free the device instead of finishing for nobody
+            job.stop()
+            raise
         job.thread.join()
         if job.error is not None:
             yield {"status": error_text(job.error)}
@@ -191,14 +196,13 @@ class Studio:
 
     def _finish(self, job: Job, observation: torch.Tensor, mask: torch.Tensor | None,
                 reference: np.ndarray | None) -> dict[str, Any]:
+        from ganprior.images import to_uint8
         from ganprior.ui.report import save_run, score_run, summary_markdown, zip_run
 
         result, notes = job.result
         directory = save_run(result, self.root, mask, reference)
         scores = score_run(directory)
         archive = zip_run(directory)
-        from ganprior.images import to_uint8
-
         seen = show_holes(to_uint8(observation.expand(-1, 3, -1, -1)), None if mask is None else mask[0, 0].numpy())
         before = np.asarray(Image.fromarray(seen).resize(tuple(result.image.shape[-1:-3:-1]), Image.NEAREST))
         done = "Stopped" if result.result.interrupted else "Done"
