@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import threading
@@ -30,6 +31,7 @@ def _port_free(host: str, port: int) -> bool:
               help="Where run folders go (default: a new temporary folder).")
 def command(model, weights, host, port, device, out_dir) -> None:
     """Serve a web page to paint masks, restore, compare and manipulate."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; sends nothing anywhere
     try:
         from ganprior.ui.app import build_app
         from ganprior.ui.handlers import Studio, warm_up
