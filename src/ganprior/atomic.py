@@ -8,6 +8,7 @@ name in the target folder and renamed over the target. Temporary files get the p
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,3 +57,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
 
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+@contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``directory``; on success it replaces ``directory`` (an existing
+    one is removed first), else it is removed: a run folder exists complete or not at all."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+    try:
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would outlive the rename
+        yield tmp
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from ganprior.atomic import default_mode
+from ganprior.atomic import atomic_directory
 from ganprior.image_files import RUN_MASK_HOLE_VALUE
 from ganprior.methods.base import Result
 from ganprior.resume import RUN_FILE
@@ -97,10 +95,7 @@ class RestorationResult:
         from ganprior.images import make_sheet, mark_holes, save_image
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
-        try:
-            os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would outlive the rename
+        with atomic_directory(directory) as tmp:
             save_image(self.image, tmp / "restored.png")
             save_image(self.generator_output, tmp / "generator.png")
             save_image(self.observation, tmp / "degraded.png")
@@ -116,12 +111,6 @@ class RestorationResult:
             if video and self.result.frames:
                 _save_gif(self.result.frames, tmp / "optimisation.gif")
             (tmp / RUN_FILE).write_text(json.dumps(self.summary(), indent=1, default=_jsonable))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganprior.atomic import default_mode
+from ganprior.atomic import atomic_directory
 from ganprior.degradations import Inpainting, parse_task, resize
 from ganprior.image_files import DEFAULT_MAX_PIXELS
 from ganprior.faces.align import FaceQuad, align, ffhq_quad, paste
@@ -76,23 +74,13 @@ class FacesResult:
         directory per face (its aligned crop restored); written in a temporary folder, then renamed."""
         from ganprior.images import save_image
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
-        try:
-            os.chmod(tmp, default_mode(directory=True))
+        with atomic_directory(directory) as tmp:
             for i, face in enumerate(self.faces):
                 face.result.save(tmp / f"face_{i}", video=video)
             save_image(self.image, tmp / "restored.png")
             save_image(self.observation, tmp / "degraded.png")
             (tmp / "run.json").write_text(json.dumps(self.summary(), indent=1, default=str))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        return Path(directory)
 
 
 def faces_fingerprint(wanted: dict[str, Any]) -> dict[str, Any]:
