@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ganprior.atomic import atomic_directory
-from ganprior.degradations import Inpainting, parse_task, resize
+from ganprior.degradations import parse_task, resize
 from ganprior.image_files import DEFAULT_MAX_PIXELS
 from ganprior.faces.align import FaceQuad, align, ffhq_quad, paste
 from ganprior.models.prior import GenerativePrior
@@ -88,12 +88,6 @@ def faces_fingerprint(wanted: dict[str, Any]) -> dict[str, Any]:
     return {**wanted, "digest": f"{wanted['digest']}-faces", "parts": {**wanted.get("parts", {}), "faces": True}}
 
 
-def _photo_mask(full) -> torch.Tensor | None:
-    ops = getattr(full, "ops", [full])
-    masks = [op.mask for op in ops if isinstance(op, Inpainting)]
-    return masks[0] if masks else None
-
-
 def restore_faces(
     image: torch.Tensor | str | os.PathLike,
     task: str = "inpaint",
@@ -113,7 +107,7 @@ def restore_faces(
 ) -> FacesResult:
     """Restore each face of a degraded photo (see the module docstring); ``restore_options`` go to
     :func:`ganprior.restore` for every crop (``steps``, ``preset``, ``class_index``, ...)."""
-    from ganprior.api import _sr_factor, load_prior, restore, restore_fingerprint
+    from ganprior.api import _inpainting_mask, _sr_factor, load_prior, restore, restore_fingerprint
     from ganprior.faces.detect import find_faces
     from ganprior.inputs import RestorationInputError, load_observation
 
@@ -135,7 +129,7 @@ def restore_faces(
     if not found:
         raise NoFaceError(f"no face found in {source or 'the photo'} (dlib HOG detector, upsample {upsample}); "
                           "--faces needs a photo with a frontal face of about 40 px or more")
-    photo_mask = _photo_mask(full)
+    photo_mask = _inpainting_mask(full)
     out_h, out_w = h * factor, w * factor
     background = observation if factor == 1 else resize(observation, (out_h, out_w), "bicubic")
     canvas, alpha_all, faces = background.clone(), torch.zeros(1, 1, out_h, out_w, device=prior.device), []
