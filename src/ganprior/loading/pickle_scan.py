@@ -196,6 +196,21 @@ class PickleScan:
         self._fail("a dict or set key is a large integer, a float or an object (hash-collision risk)",
                    UnsafeCheckpointError)
 
+    def _to_mark(self, stack: list, marks: list[int], name: str) -> list:
+        """Pop everything above the last MARK (and the mark)."""
+        if not marks:
+            self._fail(f"{name} without MARK", CorruptCheckpointError)
+        m = marks.pop()
+        items = stack[m:]
+        del stack[m:]
+        return items
+
+    def _keys(self, name: str, items: list, pairs: bool) -> None:
+        if pairs and len(items) % 2:
+            self._fail(f"{name} with an odd number of items", CorruptCheckpointError)
+        for key in items[::2] if pairs else items:
+            self._check_key(key)
+
     def _container(self, kind: str, items: list, info: object = None) -> Node:
         if len(items) > self.limits.max_items:
             self._fail(f"a container of {len(items):,} items exceeds the {self.limits.max_items:,} limit")
@@ -359,19 +374,9 @@ class PickleScan:
                 del stack[-k:]
                 stack.append(self._container("tuple", items))
             elif name in ("TUPLE", "LIST", "DICT", "FROZENSET"):
-                if not marks:
-                    fail(f"{name} without MARK", CorruptCheckpointError)
-                m = marks.pop()
-                items = stack[m:]
-                del stack[m:]
-                if name == "DICT":
-                    if len(items) % 2:
-                        fail("DICT with an odd number of items", CorruptCheckpointError)
-                    for key in items[::2]:
-                        self._check_key(key)
-                elif name == "FROZENSET":
-                    for key in items:
-                        self._check_key(key)
+                items = self._to_mark(stack, marks, name)
+                if name in ("DICT", "FROZENSET"):
+                    self._keys(name, items, pairs=name == "DICT")
                 kind = {"TUPLE": "tuple", "LIST": "list", "DICT": "dict", "FROZENSET": "set"}[name]
                 stack.append(self._container(kind, items))
             elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
@@ -379,21 +384,11 @@ class PickleScan:
             elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
                 stack.append(None if name == "NONE" else name == "NEWTRUE")
             elif name in ("SETITEMS", "APPENDS", "ADDITEMS"):
-                if not marks:
-                    fail(f"{name} without MARK", CorruptCheckpointError)
-                m = marks.pop()
-                if m == 0:
+                items = self._to_mark(stack, marks, name)
+                if not stack:
                     fail(f"{name} with nothing to add to", CorruptCheckpointError)
-                items = stack[m:]
-                del stack[m:]
-                if name == "SETITEMS":
-                    if len(items) % 2:
-                        fail("SETITEMS with an odd number of items", CorruptCheckpointError)
-                    for key in items[::2]:
-                        self._check_key(key)
-                elif name == "ADDITEMS":
-                    for key in items:
-                        self._check_key(key)
+                if name != "APPENDS":
+                    self._keys(name, items, pairs=name == "SETITEMS")
                 self._grow(stack[-1], items)
             elif name == "SETITEM" or name == "APPEND":
                 k = 2 if name == "SETITEM" else 1
