@@ -322,7 +322,8 @@ def test_api_restores_a_pil_image(files):
     (1.0, None, "ambiguous"),  # [0, 1] data must say so
     (255.0, None, "ambiguous"),
     (255.0, (-1, 1), "outside value_range"),
-    (1.0, (0, 0.5), "outside value_range"),
+    (1.0, (0, 0.5), "outside value_range"),  # twice the range
+    (1.0, (-1, -0.5), "outside value_range"),
 ])
 def test_api_refuses_ambiguous_or_out_of_range_tensors(files, scale, value_range, words):
     from ganprior.inputs import RestorationInputError, load_observation

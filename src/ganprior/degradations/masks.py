@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ganprior.images import MaskSizeError, load_mask
+from ganprior.images import MaskPolarityError, MaskSizeError, load_mask
 
 from .base import DegradationError, Size
 
@@ -172,5 +172,8 @@ def mask_from_spec(
     if text.count(",") == 3 and not Path(text).suffix:
         return box_mask(text, (h, w))
     if Path(text).suffix:  # load_mask refuses a missing or ambiguous hole value, as every interface does
-        return load_mask(text, size=(h, w), hole_value=hole_value)  # type: ignore[arg-type]
+        try:
+            return load_mask(text, size=(h, w), hole_value=hole_value)  # type: ignore[arg-type]
+        except MaskPolarityError as err:
+            raise MaskSpecError(str(err)) from err
     raise MaskSpecError(f"unknown mask spec {text!r}; known: {', '.join(MASK_KINDS)}")
