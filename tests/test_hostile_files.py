@@ -215,3 +215,18 @@ def test_protocol_3_pickles_still_load(sg2_fixture, tmp_path):
                                       protocol=3))
     a, b = load_model(str(path)).state_dict(), load_model(str(sg2_fixture)).state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_memory_budget_refuses_a_large_build_and_restores_the_limit():
+    resource = pytest.importorskip("resource")
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("the budget needs /proc (Linux)")
+    from ganprior.loading.guards import memory_budget
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(errors.CheckpointLimitError, match="needs more memory"):
+        with memory_budget(64 << 20, "net.pkl"):
+            torch.empty(1 << 30).fill_(1.0)  # 4 GiB
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    with memory_budget(64 << 20, "net.pkl"):
+        torch.ones(1 << 20)  # 4 MiB fits

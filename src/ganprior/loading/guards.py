@@ -72,31 +72,33 @@ def _address_space_now() -> int:
 
 @contextlib.contextmanager
 def memory_budget(extra_bytes: int, label: str) -> Iterator[None]:
-    """Allow the process at most ``extra_bytes`` more address space inside the block (Linux only)."""
+    """Allow the process at most ``extra_bytes`` more address space inside the block (Linux only); running
+    out of memory inside it, under this limit or a stricter one already set, is a :class:`CheckpointLimitError`."""
     current = _address_space_now()
-    if resource is None or current < 0:
-        yield
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = current + extra_bytes
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    if soft != resource.RLIM_INFINITY and soft <= cap:
-        yield
-        return
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    previous = resource.getrlimit(resource.RLIMIT_AS) if resource is not None and current >= 0 else None
+    if previous is not None:
+        soft, hard = previous
+        cap = current + extra_bytes if hard == resource.RLIM_INFINITY else min(current + extra_bytes, hard)
+        try:
+            if soft == resource.RLIM_INFINITY or soft > cap:
+                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+            else:
+                previous = None  # a stricter limit is already in force: leave it
+        except (ValueError, OSError):
+            previous = None
     try:
         yield
     except MemoryError as exc:
         raise CheckpointLimitError(f"{label}: the network its attributes describe needs more memory than "
                                    f"the {extra_bytes:,} bytes its tensors justify") from exc
     except RuntimeError as exc:
-        if "alloc" in str(exc).lower():
-            raise CheckpointLimitError(f"{label}: the network its attributes describe needs more memory than "
-                                       f"the {extra_bytes:,} bytes its tensors justify") from exc
-        raise
+        if "alloc" not in str(exc).lower():
+            raise
+        raise CheckpointLimitError(f"{label}: the network its attributes describe needs more memory than "
+                                   f"the {extra_bytes:,} bytes its tensors justify") from exc
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        if previous is not None:
+            resource.setrlimit(resource.RLIMIT_AS, previous)
 
 
 def build_network(build: Callable[[], T], carried_values: int, label: str,
