@@ -25,6 +25,7 @@ from ganprior.loading.errors import (
 )
 from ganprior.loading.guards import build_network, open_regular, validate_config
 from ganprior.loading.native import family_module
+from ganprior.loading.tensor_records import read_zip_state_dict
 from ganprior.loading.torch_files import scan_torch_file
 from ganprior.loading.safe_pickle import PersistentNode, generator_node, iter_state, load_official_pickle
 from ganprior.models.prior import GenerativePrior
@@ -97,7 +98,8 @@ def _weights_only_reason(exc: Exception) -> tuple[bool, str]:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A ``torch.save``d state dict, read with ``weights_only=True`` (no code can run)."""
+    """A ``torch.save``d state dict, pre-scanned, then read by an allow-list unpickler (zip files) or by
+    ``torch.load(weights_only=True)`` (legacy layout); no code can run either way."""
     path = Path(path)
     with open_regular(path) as fh:
         head = fh.read(2)
@@ -106,7 +108,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         size = os.fstat(fh.fileno()).st_size
         scan_torch_file(fh, size, str(path))  # weights_only does not stop deep nesting, memo or size bombs
         try:
-            data = torch.load(fh, map_location="cpu", weights_only=True)
+            data = read_zip_state_dict(fh, str(path)) if head == b"PK" else None
+            if data is None:  # legacy layout, or big-endian data
+                fh.seek(0)
+                data = torch.load(fh, map_location="cpu", weights_only=True)
         except CheckpointError:
             raise
         except pickle.UnpicklingError as exc:

@@ -27,7 +27,8 @@ import torch
 
 from ganprior.loading.errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.loading.guards import open_regular
-from ganprior.loading.pickle_scan import check_view, scan_official_pickle
+from ganprior.loading.pickle_scan import scan_official_pickle
+from ganprior.loading.tensor_records import STORAGE_DTYPES, rebuild_parameter, rebuild_tensor, storage_from_bytes
 from ganprior.loading.torch_files import blob_layout
 
 
@@ -141,20 +142,13 @@ class EasyDict(dict):
 # ----------------------------------------------------------------------------------------------
 
 
-_STORAGE_DTYPES = {"Double": torch.float64, "Float": torch.float32, "Half": torch.float16, "BFloat16": torch.bfloat16,
-                   "Long": torch.int64, "Int": torch.int32, "Short": torch.int16, "Char": torch.int8,
-                   "Byte": torch.uint8, "Bool": torch.bool}
-
-
 def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
     """Inner ``torch.save`` blob of one storage. The common layout (checked byte for byte by the pre-scan)
     is copied straight into a storage; anything else goes through ``torch.load(weights_only=True)``."""
     layout = blob_layout(b) if isinstance(b, bytes) and sys.byteorder == "little" else None
-    if layout is not None and layout[0] in _STORAGE_DTYPES:
+    if layout is not None and layout[0] in STORAGE_DTYPES:
         name, numel, itemsize, start = layout
-        raw = bytearray(b[start:start + numel * itemsize])
-        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
-        return torch.TypedStorage(wrap_storage=untyped, dtype=_STORAGE_DTYPES[name], _internal=True)
+        return storage_from_bytes(b[start:start + numel * itemsize], name)
     try:
         obj = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad/hostile storage blob
@@ -163,24 +157,6 @@ def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
     if not isinstance(obj, (torch.UntypedStorage, torch.TypedStorage)):
         raise UnsafeCheckpointError(f"storage blob decoded to {type(obj).__name__}, not a storage")
     return obj
-
-
-def _rebuild_tensor(storage: Any, storage_offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
-        raise UnsafeCheckpointError("tensor rebuilt from something that is not a storage")
-    if not isinstance(storage_offset, int) or not isinstance(size, tuple) or not isinstance(stride, tuple):
-        raise CorruptCheckpointError("tensor size/stride/offset are not plain integers")
-    untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
-    t = torch.empty(0, dtype=storage.dtype)
-    check_view(untyped.nbytes() // t.element_size(), storage_offset, size, stride, "tensor record")
-    t.set_(untyped, storage_offset, tuple(size), tuple(stride))
-    return t
-
-
-def _rebuild_parameter(data: torch.Tensor, requires_grad: bool = False, *_: Any) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor):
-        raise UnsafeCheckpointError("parameter rebuilt from something that is not a tensor")
-    return torch.nn.Parameter(data, requires_grad=False)
 
 
 def _np_reconstruct(*args: Any) -> np.ndarray:
@@ -220,10 +196,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("__builtin__", "set"): set,
     ("dnnlib.util", "EasyDict"): EasyDict,
     ("dnnlib.easydict", "EasyDict"): EasyDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _dtype,
