@@ -4,6 +4,8 @@ CRI (restricted bank search), W (StyleGAN-XL-style w_avg classes) and DGP (class
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -109,6 +111,10 @@ def test_offline_gives_one_message_then_the_centroid_search(monkeypatch):
     chosen, record = choose_class(1000, "topk:3", torch.zeros(1, 3, 32, 32), warn=said.append)
     assert chosen is None and record["classifier"] == "unavailable" and len(said) == 1
     assert "centroid search" in said[0] and deit.DEIT_FILE in said[0]
+    monkeypatch.setitem(sys.modules, "timm", None)  # without the extra: the same kind of message
+    said.clear()
+    assert choose_class(1000, "auto", torch.zeros(1, 3, 32, 32), warn=said.append)[0] is None
+    assert "ganprior[classify]" in said[0] and deit.DEIT_FILE in said[0] and deit.hub_cache_dir() in said[0]
     # a list needs no classifier at all; another dataset's model keeps its own search
     assert choose_class(1000, "3,4", torch.zeros(1, 3, 8, 8))[0].indices == (3, 4)
     assert choose_class(9, None, torch.zeros(1, 3, 8, 8)) == (None, {})

@@ -52,7 +52,9 @@ def _timm():
     try:
         import timm
     except ImportError:
-        raise ClassifierUnavailable("ImageNet class inference needs timm: pip install 'ganprior[classify]'") from None
+        raise ClassifierUnavailable(f"ImageNet class inference needs timm (pip install 'ganprior[classify]') and "
+                                    f"DeiT's weights {DEIT_FILE} of {DEIT_HUB_REPO} in timm's cache "
+                                    f"({hub_cache_dir()})") from None
     return timm
 
 
