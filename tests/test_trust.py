@@ -173,11 +173,15 @@ def _cli(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_cli_option_and_class_name_errors_speak_cli(tmp_path, grey):
+def test_cli_option_and_class_name_errors_speak_cli(tmp_path, grey, clean):
     from ganprior.images import save_image
 
-    photo = tmp_path / "grey.png"
+    photo, colour = tmp_path / "grey.png", tmp_path / "colour.png"
     save_image(grey, photo)
+    save_image(clean, colour)
+    warned = _cli("restore", colour, "--task", "colorize", "--steps", "0", "--out", tmp_path / "o1")
+    lines = [line for line in warned.output.splitlines() if "has colour" in line]
+    assert warned.exit_code == 0 and len(lines) == 1 and lines[0].startswith(f"warning: {colour}: the photo has colour")
     bad = _cli("restore", photo, "--task", "colorize", "--option", "l2_wieght=3", "--out", tmp_path / "out")
     assert bad.exit_code == 2 and "--option l2_wieght" in bad.output and "did you mean l2_weight" in bad.output
     bad = _cli("restore", photo, "--task", "colorize", "--class", "animal", "--steps", "0", "--out", tmp_path / "o2")
