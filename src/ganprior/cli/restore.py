@@ -83,12 +83,15 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--early-stop-mse", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DGP only: stop once the MSE to the observation ([-1, 1] scale) is below this; with "
                    "--task reconstruct this is the adversarial-defence mode (paper Table 10).")
+@click.option("--compile", "compile_networks", is_flag=True,
+              help="torch.compile the synthesis network and the discriminator features (slow first step, "
+                   "faster afterwards; results equal eager to 1e-4).")
 @click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
 def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
             preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
-            method_options, faces) -> None:
+            method_options, faces, compile_networks) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
     sizes, bad = check_images(list(images), max_pixels)  # before anything imports torch
     for path, message in bad.items():
@@ -116,18 +119,32 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
     from ganprior.api import load_prior
     from ganprior.loading import LOAD_ERRORS
 
+    from ganprior import distributed
+
+    launch = distributed.launched()  # under torchrun: every rank restores its share of the images
     _check_device(device)
+    if launch is not None:
+        device = distributed.start(launch, device)
     try:
         prior = load_prior(model, weights=weights, device=device)
     except LOAD_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
+    if compile_networks:
+        from ganprior.models.compiled import compile_prior
+
+        compile_prior(prior)
     arguments = dict(task=task, method=method, model=prior, mask=mask, mask_hole_value=mask_hole_value, scale=scale,
                      class_index=class_index, seed=seed, steps=steps, preset=preset, perceptual=perceptual, fit=fit,
                      options=options, max_pixels=max_pixels)
     failures = len(bad) + len(mask_bad)
     usable = [path for path in images if path in sizes and path not in mask_bad]
+    if launch is not None:
+        usable, failures = usable[launch.rank::launch.world_size], failures if launch.is_main else 0
     for path in tqdm(usable, desc="images", disable=len(usable) < 2):
         failures += not _restore_one(path, out_dir / path.stem, arguments, overwrite, video, out_dir, faces)
+    if launch is not None:
+        distributed.barrier()
+        distributed.stop()
     if failures:
         raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
 
