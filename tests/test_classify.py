@@ -176,3 +176,18 @@ def test_cri_searches_only_the_top_k_banks(untrained_deit, official_dir, monkeyp
     assert result.class_index in expected.indices
     assert result.result.class_source == "deit-top2+centroid-search"
     assert set(result.result.extras["class_candidates"]) == {str(i) for i in expected.indices}
+
+
+def test_dgp_gets_deit_s_top_k_through_the_api(untrained_deit, official_dir, monkeypatch):
+    """BigGAN (DGP's 1,000-class fixture): DeiT's top-3 on the photo is the set DGP samples classes from."""
+    import ganprior
+    from ganprior.api import load_prior
+
+    prior = load_prior(official_dir / "biggan_128" / "G_ema_128.pth")
+    monkeypatch.setattr(deit, "pretrained_deit", lambda: untrained_deit)
+    photo = (torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1).expand(-1, 3, -1, -1)
+    top = deit.predict_classes(photo, 3, net=untrained_deit)[0]
+    result = ganprior.restore(photo, task="colorize", method="dgp", model=prior, class_index="topk:3", steps=1,
+                              progress=False, options=dict(select_num=6))
+    assert result.class_index in top.indices and result.result.class_source == "deit-top3+dgp-selection"
+    assert result.result.extras["class_weights"] == pytest.approx(top.describe())
