@@ -200,6 +200,6 @@ def test_cli_restore_then_jitter_morph_transfer(prior, tmp_path):
                               "--out", str(tmp_path / "tr")])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "tr").glob("class_*.png"))) == 4
-    res = runner.invoke(cli, ["restore", str(tmp_path / "a.png"), "--method", "cri", "--early-stop-mse", "0.01",
-                              "--model", str(model), "--out", str(tmp_path / "x")])
+    res = runner.invoke(cli, ["restore", str(tmp_path / "a.png"), "--task", "colorize", "--method", "cri",
+                              "--early-stop-mse", "0.01", "--model", str(model), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "only apply to --method dgp" in res.output
