@@ -96,7 +96,9 @@ def load_observation(image: Any, value_range: tuple[float, float] | None = None,
         raise RestorationInputError(
             f"image values span [{float(x.min()):.4g}, {float(x.max()):.4g}], outside value_range=({lo:g}, {hi:g}); "
             "pass the range the data is in")
-    return (x - lo) * (2.0 / (hi - lo)) - 1.0, None  # kept as observed (overshoot included), not clipped
+    if (lo, hi) != (-1.0, 1.0):  # (the identity map is skipped: (x + 1) - 1 is not exactly x in float32)
+        x = (x - lo) * (2.0 / (hi - lo)) - 1.0
+    return x, None  # kept as observed (overshoot included), not clipped
 
 
 def tensor_digest(x: torch.Tensor) -> str:
