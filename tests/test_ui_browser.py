@@ -167,6 +167,9 @@ def test_paint_inpaint_compare_manipulate_and_stop(server, browser, shots, tmp_p
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), 30, "page")
     _shot(browser, shots, "1_empty")
 
+    (tmp_path / "broken.png").write_bytes(b"this is not an image")  # shown in the page, the server lives on
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / "broken.png"))
+    _wait(browser, lambda d: _status(d).startswith("Error:") and "broken.png" in _status(d), 20, "upload error")
     browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / "held_out.png"))
     _wait(browser, lambda d: "Loaded" in _status(d), 20, "upload")
     time.sleep(0.5)  # the editor lays out the new image

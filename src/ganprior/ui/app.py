@@ -87,7 +87,11 @@ def build_app(studio: Studio) -> gr.Blocks:
             manip_status = gr.Markdown(elem_id="manip-status")
             gallery = gr.Gallery(label="Manipulations", elem_id="gallery", columns=8, height=220)
 
-        upload.upload(studio.load_file, upload, [editor, reference, status])
+        def load(path):
+            value, image, message = studio.load_file(path)
+            return value, image, message, gr.skip() if value is not None else None  # a refused file is cleared
+
+        upload.upload(load, upload, [editor, reference, status, upload])
         example.input(studio.load_example, example, [editor, reference, status])
         center_btn.click(lambda v: studio.mask_preset(v, "center", ""), editor, [editor, status])
         box_btn.click(lambda v, b: studio.mask_preset(v, "box", b), [editor, box], [editor, status])
