@@ -217,12 +217,14 @@ def test_config_names_the_registry_model():
 def test_outputs_respect_the_umask(files, tmp_path, umask, folder, file):
     old = os.umask(umask)
     try:
-        assert restore_cli(files, tmp_path / "out", *inpaint_file(files)).exit_code == 0
+        # PTI: the run folder also holds the tuned generator's delta (safetensors)
+        assert restore_cli(files, tmp_path / "out", *inpaint_file(files), "--method", "pti").exit_code == 0
     finally:
         os.umask(old)
     run = tmp_path / "out" / "photo"
     assert run.stat().st_mode & 0o777 == folder
     modes = {p.name: p.stat().st_mode & 0o777 for p in run.iterdir()}
+    assert "generator_delta.safetensors" in modes
     assert set(modes.values()) == {file}, modes
 
 

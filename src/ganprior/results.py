@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from ganprior.atomic import atomic_directory
+from ganprior.atomic import atomic_directory, atomic_path
 from ganprior.image_files import RUN_MASK_HOLE_VALUE
 from ganprior.methods.base import Result
 from ganprior.resume import RUN_FILE
@@ -106,8 +106,9 @@ class RestorationResult:
             make_sheet([[degraded, self.image]], [caption, "restored"], tmp / "sheet.png")
             torch.save(self.result.latent.detach().cpu(), tmp / "latent.pt")
             if self.result.generator_delta:
-                save_file(self.result.generator_delta, str(tmp / "generator_delta.safetensors"),
-                          metadata={"meaning": "tuned minus original; add to the original state dict"})
+                with atomic_path(tmp / "generator_delta.safetensors") as delta_file:  # (safetensors writes 0600)
+                    save_file(self.result.generator_delta, str(delta_file),
+                              metadata={"meaning": "tuned minus original; add to the original state dict"})
             if video and self.result.frames:
                 _save_gif(self.result.frames, tmp / "optimisation.gif")
             (tmp / RUN_FILE).write_text(json.dumps(self.summary(), indent=1, default=_jsonable))
