@@ -1,4 +1,4 @@
-"""``ganprior score IMAGE [--ref CLEAN] [--mask MASK]``: every metric that applies, as JSON.
+"""``ganprior score IMAGE [--ref CLEAN] [--mask MASK --mask-hole-value V]``: every metric that applies, as JSON.
 
 * IMAGE alone: no-reference metrics (NIQE).
 * ``--ref``: PSNR / SSIM in their named colour conventions, LPIPS (when its backbone is here) and,
