@@ -27,6 +27,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    full_size.limit_memory(args.memory_limit_mb + 6000)  # + torch's reserved but untouched address space
     start = time.perf_counter()
     prior = full_size.build(args.model, args.width, args.resolution)
     built = {"build_s": round(time.perf_counter() - start, 2), "rss_after_build_mb": round(full_size.peak_rss_mb(), 1)}
@@ -37,14 +38,16 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_case(args: argparse.Namespace, model: str, case: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--case", case, "--steps", str(args.steps),
-           "--width", str(args.width), "--threads", str(args.threads)]
+           "--width", str(args.width), "--threads", str(args.threads),
+           "--memory-limit-mb", str(args.memory_limit_mb)]
     if args.resolution:
         cmd += ["--resolution", str(args.resolution)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    lines = [line for line in proc.stderr.strip().splitlines() if "Error" in line] or [f"exit {proc.returncode}"]
+    return {"error": lines[-1]}
 
 
 def table(results: dict) -> str:

@@ -44,3 +44,29 @@ def test_random_vgg_reduces_large_images_like_nvidia_vgg16():
     assert taps[0].shape[-1] == 256  # area-reduced to 256² first
     d = distance(a, b)
     assert d.shape == (2,) and torch.all(d > 0) and torch.allclose(distance(a, a), torch.zeros(2), atol=1e-6)
+
+
+def test_filtered_lrelu_recomputation_gives_the_same_gradients(monkeypatch):
+    from ganprior.ops import filtered_lrelu as op
+
+    g = torch.Generator().manual_seed(0)
+    x0, b0 = torch.randn(2, 4, 12, 12, generator=g), torch.randn(4, generator=g)
+    fu = fd = torch.tensor([0.1, 0.4, 0.4, 0.1])
+
+    def grads(threshold: int):
+        monkeypatch.setattr(op, "RECOMPUTE_NUMEL", threshold)
+        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        y = op.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=3, clamp=2.0)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        return y.detach(), x.grad, b.grad
+
+    stored, recomputed = grads(2**40), grads(1)
+    for a, b in zip(stored, recomputed):
+        assert torch.equal(a, b)
+
+
+def test_scoring_chunks_shrink_with_resolution():
+    from ganprior.methods.centroids import render_chunk
+
+    assert render_chunk(8, 32) == 8 and render_chunk(8, 128) == 8
+    assert render_chunk(8, 256) == 2 and render_chunk(8, 512) == 1 and render_chunk(8, 1024) == 1

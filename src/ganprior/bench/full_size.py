@@ -159,6 +159,13 @@ def build(name: str, width: float = 1.0, resolution: int | None = None, seed: in
 
 
 # ----- measurements -----------------------------------------------------------------------------
+def limit_memory(megabytes: float) -> None:
+    """Cap this process's address space, so an oversized case fails with a MemoryError here instead
+    of waking the kernel's OOM killer on a shared machine."""
+    limit = int(megabytes * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -133,6 +133,16 @@ def load_banks(path: Path, fingerprint: str | None = None) -> dict[tuple, torch.
     return banks
 
 
+#: images × pixels one scoring chunk may render at once: 8 images at 128². One 512² StyleGAN-XL
+#: forward alone holds ~5 GB of intermediates, so 8 at a time would need ~40 GB.
+RENDER_PIXEL_BUDGET = 8 * 128 * 128
+
+
+def render_chunk(chunk: int, resolution: int) -> int:
+    """``chunk`` capped so that a chunk renders at most :data:`RENDER_PIXEL_BUDGET` pixels (at least 1)."""
+    return max(1, min(int(chunk), RENDER_PIXEL_BUDGET // (resolution * resolution)))
+
+
 @torch.no_grad()
 def score_latents(
     prior: GenerativePrior,
@@ -143,9 +153,11 @@ def score_latents(
 ) -> torch.Tensor:
     """Loss of each W-space row (broadcast to all layers) against the observation, ``[K]``.
 
-    Rendered ``chunk`` at a time so that big banks never hold all images in memory.
+    Rendered ``chunk`` at a time so that big banks never hold all images in memory; at high
+    resolution fewer (:func:`render_chunk`).
     """
     scores = []
+    chunk = render_chunk(chunk, prior.resolution)
     for start in range(0, w_rows.shape[0], chunk):
         rows = w_rows[start:start + chunk]
         ws = rows[:, None, :].expand(-1, prior.num_ws, -1)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ganprior.classify.choice import ClassCandidates
 from ganprior.methods.base import Method, Result, RunRecorder, frozen, register_method
+from ganprior.methods.centroids import render_chunk
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
 from ganprior.models.prior import GenerativePrior
@@ -123,7 +124,8 @@ def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | Clas
     else:
         classes = torch.full((len(z),), 0 if class_index is None else int(class_index))
     scores = []
-    for start in range(0, len(z), max(1, chunk)):
+    chunk = render_chunk(chunk, prior.resolution)
+    for start in range(0, len(z), chunk):
         zz, cls = z[start:start + chunk].to(prior.device), classes[start:start + chunk]
         c = prior.class_matrix(cls, len(zz)) if conditional else torch.zeros(len(zz), 0, device=prior.device)
         img = prior.synthesis(prior.mapping(zz, c), c)

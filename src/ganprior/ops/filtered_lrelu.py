@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ganprior.ops.bias_act import bias_act
 from ganprior.ops.upfirdn2d import upfirdn2d
@@ -93,6 +94,20 @@ def filtered_lrelu(
     if min(expected) <= 0:
         raise ValueError(f"filtered_lrelu would produce an empty output {expected} for input {tuple(x.shape)}")
 
+    args = (x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+    if torch.is_grad_enabled() and x.numel() * up * up >= RECOMPUTE_NUMEL:
+        # The upsampled intermediates are up² times the input: keep only the input for backward and
+        # recompute the rest (same numbers; a 512² StyleGAN-XL step otherwise needs > 17 GB).
+        return checkpoint(_filtered_lrelu, *args, use_reentrant=False)
+    return _filtered_lrelu(*args)
+
+
+#: upsampled elements per call above which backward recomputes the op instead of storing it
+#: (2**24 float32 = 64 MiB per intermediate; only large layers of 256²+ generators reach it)
+RECOMPUTE_NUMEL = 2**24
+
+
+def _filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter) -> torch.Tensor:
     x = bias_act(x, b)
     x = upfirdn2d(x, fu, up=up, padding=padding, gain=up**2, flip_filter=flip_filter)
     x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp)
