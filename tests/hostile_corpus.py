@@ -59,14 +59,12 @@ def _official_dict(value_ops: bytes) -> bytes:
     return P4 + b"}\x8c\x05G_ema" + value_ops + b"s."
 
 
-def _torch_zip(data_pkl: bytes, records: dict[str, bytes] | None = None, deflate: set[str] = frozenset()) -> bytes:
+def _torch_zip(data_pkl: bytes) -> bytes:
+    """A zip ``torch.save`` archive holding only ``data.pkl`` (enough for the hostile pickles inside)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("archive/data.pkl", data_pkl)
         z.writestr("archive/version", "3\n")
-        for key, raw in (records or {}).items():
-            method = zipfile.ZIP_DEFLATED if key in deflate else zipfile.ZIP_STORED
-            z.writestr(f"archive/data/{key}", raw, compress_type=method)
     return out.getvalue()
 
 
@@ -393,7 +391,7 @@ def _child(item: Item, target: str, folder: Path, mode: str) -> dict:
         from ganprior.loading import load_model
         try:
             load_model(target)
-            observed, message = "loaded", ""
+            observed, message, mro = "loaded", "", []
         except BaseException as exc:  # noqa: BLE001 - the point is to see what escapes
             observed, message = type(exc).__name__, str(exc)
             mro = [c.__name__ for c in type(exc).__mro__]
@@ -429,26 +427,18 @@ def _run_forked(item: Item, target: str, folder: Path, mode: str, timeout: float
             fh.write(json.dumps(out))
         os._exit(0)
     os.close(write_fd)
-    deadline = time.monotonic() + timeout
-    chunks = []
     with os.fdopen(read_fd) as fh:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([fh], [], [], max(0.0, left))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return {"observed": "hang (killed)", "mro": [], "message": "", "message_len": 0,
-                        "time_s": timeout, "peak_mb": float("nan")}
-            data = fh.read()
-            chunks.append(data)
-            if data == "" or data:
-                break
+        if not select.select([fh], [], [], timeout)[0]:  # readable: the child wrote its report or died
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return {"observed": "hang (killed)", "mro": [], "message": "", "message_len": 0,
+                    "time_s": timeout, "peak_mb": float("nan")}
+        report = fh.read()
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return {"observed": f"crash (signal {os.WTERMSIG(status)})", "mro": [], "message": "", "message_len": 0,
                 "time_s": float("nan"), "peak_mb": float("nan")}
-    return json.loads("".join(chunks))
+    return json.loads(report)
 
 
 def run_corpus(folder: Path, timeout: float = TIMEOUT_S) -> list[dict]:
