@@ -56,9 +56,9 @@ def command(as_json: bool, family: str | None, only_cached: bool, verify: bool) 
         return
     click.echo(_table(rows))
     click.echo(f"\ncache: {cache_dir()} (set GANPRIOR_CACHE to move it).  hash 'unverified': no published "
-               "SHA-256 to check against; what ganprior downloads or converts is hashed into the cache manifest and re-checked "
-               "on every load (`ganprior models --verify` re-hashes the cache).  download 'manual': put the file "
-               "at the path shown.")
+               "SHA-256 to check against; what ganprior downloads or converts is hashed into the cache manifest "
+               "and re-checked on every load (`ganprior models --verify` re-hashes the cache).  "
+               "download 'manual': put the file at the path shown.")
 
 
 def _verify(as_json: bool) -> None:

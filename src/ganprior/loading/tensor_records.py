@@ -121,4 +121,5 @@ def read_zip_state_dict(fh: BinaryIO, label: str) -> Any | None:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError,
             RuntimeError, zipfile.BadZipFile) as exc:
-        raise CorruptCheckpointError(f"{label} is truncated or corrupt: {type(exc).__name__}: {str(exc)[:120]}") from exc
+        raise CorruptCheckpointError(f"{label} is truncated or corrupt: "
+                                     f"{type(exc).__name__}: {str(exc)[:120]}") from exc

@@ -40,7 +40,8 @@ def blob_layout(blob: bytes, label: str = "storage blob") -> tuple[str, int, int
     if head_len <= 0 or blob[:head_len] not in _ACCEPTED_HEADERS:
         return None
     m = _BLOB_RECORD.match(blob, head_len, head_len + 256)
-    if m is None or m[1].decode() not in STORAGE_ITEMSIZE or m[2][0] != len(m[3]) or m[7][0] != len(m[8]) or m[3] != m[8]:
+    if m is None or m[1].decode() not in STORAGE_ITEMSIZE or m[2][0] != len(m[3]) or m[7][0] != len(m[8]) \
+            or m[3] != m[8]:
         return None
     numel = (m[4][0] if m[4] is not None else struct.unpack("<H", m[5])[0] if m[5] is not None
              else struct.unpack("<i", m[6])[0])
