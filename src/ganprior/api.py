@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from ganprior.class_names import ClassNameError, with_class_names
-from ganprior.consistency import RestorationWarning, consistency_rmse, consistent_fuse, observed_part, resolution_note
+from ganprior.consistency import (FUSE_ROUNDS, PREVIEW_ROUNDS, RestorationWarning, consistency_rmse, consistent_fuse,
+                                  observed_part, resolution_note)
 from ganprior.classify.choice import ClassCandidates, ClassOptionError
 from ganprior.classify.resolve import choose_class
 from ganprior.degradations import Degradation, Inpainting, parse_task, resize
@@ -164,15 +165,16 @@ def restore(
         background = resize(observation, out_size, "bicubic")
 
     @torch.no_grad()
-    def to_photo(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_photo(image: torch.Tensor, rounds: int = FUSE_ROUNDS) -> tuple[torch.Tensor, torch.Tensor]:
         """Generator image -> (generator output, fused with the observation) at the output size."""
         restored = from_canvas(image, back, background).clamp(-1, 1)
-        return restored, consistent_fuse(full, restored, observation)
+        return restored, consistent_fuse(full, restored, observation, rounds)
 
     step_callback = None
     if callback is not None:
         def step_callback(step: int, stage: str, loss: float, preview: torch.Tensor | None) -> bool | None:
-            shown = to_photo(preview)[1] if preview is not None and step % max(1, preview_every) == 0 else None
+            due = preview is not None and step % max(1, preview_every) == 0
+            shown = to_photo(preview, PREVIEW_ROUNDS)[1] if due else None
             return callback(step, stage, loss, shown)
 
     try:

@@ -155,7 +155,8 @@ class Colorization(Degradation):
             lightness = rgb_to_lab(((observed.expand(-1, 3, -1, -1) + 1) / 2).clamp(0, 1))[:, :1]
         else:  # grey on [-1, 1] values = 2 * grey on [0, 1] values - sum(weights)
             target = ((observed + sum(GRAY_WEIGHTS)) / 2).clamp(0, 1)
-            lightness = lightness_for_gray(chroma.detach(), target.to(chroma.dtype))
+            # 20 halvings put L* within 1e-4 of the target; exact_gray_in_range then makes the grey exact
+            lightness = lightness_for_gray(chroma.detach(), target.to(chroma.dtype), iterations=20)
             return exact_gray_in_range(lab_to_rgb(torch.cat([lightness, chroma], dim=1)) * 2 - 1, observed)
         return lab_to_rgb(torch.cat([lightness, chroma], dim=1)) * 2 - 1
 

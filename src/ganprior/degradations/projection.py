@@ -48,23 +48,29 @@ class SeparablePseudoInverse:
         s = sr[:, None] * sc[None, :]
         keep = s > rtol * s.max()
         self.inverse_s = torch.where(keep, 1.0 / s.clamp_min(1e-300), torch.zeros_like(s))
-        self.ur, self.vr, self.uc, self.vc = ur, vrt.T, uc, vct.T
+        self.ur_t, self.vr, self.uc, self.vc_t = ur.T, vrt.T, uc, vct
+        self.cols_t = self.cols.T
+        self._cast: dict[tuple, torch.Tensor] = {}
+
+    def _on(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """A factor in ``like``'s device and dtype (cached: applied every fusion round)."""
+        key = (name, like.device, like.dtype)
+        if key not in self._cast:
+            self._cast[key] = getattr(self, name).to(like.device, like.dtype).contiguous()
+        return self._cast[key]
 
     def apply(self, y: torch.Tensor) -> torch.Tensor:
-        """``A⁺ y`` for ``y`` ``[N, C, h, w]``."""
-        d = y.device
-        coeffs = torch.einsum("hi,nchw,wj->ncij", self.ur.to(d), y.double(), self.uc.to(d))
-        coeffs = coeffs * self.inverse_s.to(d)
-        return torch.einsum("Hi,ncij,Wj->ncHW", self.vr.to(d), coeffs, self.vc.to(d))
+        """``A⁺ y`` for ``y`` ``[N, C, h, w]`` (in ``y``'s dtype; two matrix products per side)."""
+        coeffs = self._on("ur_t", y) @ y @ self._on("uc", y)
+        return self._on("vr", y) @ (coeffs * self._on("inverse_s", y)) @ self._on("vc_t", y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``A x`` with the same matrices (float64)."""
-        d = x.device
-        return torch.einsum("hH,ncHW,wW->nchw", self.rows.to(d), x.double(), self.cols.to(d))
+        """``A x`` with the same matrices."""
+        return self._on("rows", x) @ x @ self._on("cols_t", x)
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x + A⁺(y − A x)``: the image nearest to ``x`` that reproduces ``y`` (in the kept directions)."""
-        return (x.double() + self.apply(y.double() - self.forward(x))).to(x.dtype)
+        return x + self.apply(y.to(x.dtype) - self.forward(x))
 
 
 class ProjectionCache:
