@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from generator_speed import DEFAULT_FIXTURES, case_checkpoint
+from ganprior.bench.full_size import random_inputs
 from ganprior.loading import load_model, load_official
 from ganprior.losses import PerceptualUnavailableError, get_perceptual
 
@@ -40,13 +41,7 @@ def perceptual_for(prior):
 
 
 def step_fn(prior, kind: str, batch: int):
-    g = torch.Generator().manual_seed(0)
-    c = prior.class_matrix(torch.randint(0, max(prior.c_dim, 1), (batch,), generator=g), batch) if prior.c_dim \
-        else torch.zeros(batch, 0)
-    with torch.no_grad():
-        base = prior.mapping(torch.randn(batch, prior.z_dim, generator=g), c) if prior.has_mapping \
-            else torch.randn(batch, 1, prior.z_dim, generator=g)
-    target = torch.rand(batch, 3, prior.resolution, prior.resolution, generator=g) * 2 - 1
+    c, base, target = random_inputs(prior, batch)
     small_target = F.avg_pool2d(target, 4) if prior.resolution >= 16 else target
     distance = get_perceptual("discriminator", prior) if kind == "dgp" else perceptual_for(prior)
     latent = (torch.zeros_like(base) if kind == "cri-offset" else base.clone()).requires_grad_(True)

@@ -220,19 +220,24 @@ def run_method(prior: GenerativePrior, method: str, steps: int, perceptual: str 
             "stopped": result.stopped, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def run_step(prior: GenerativePrior, batch: int, perceptual: str = "vgg16-random", seed: int = 0) -> dict[str, Any]:
-    """The inner step every latent method repeats, at ``batch`` images: synthesis from W+ latents,
-    ×4 down-sampling, perceptual + MSE to a target, backward to the latents."""
-    from ganprior.losses import get_perceptual
-
-    distance = get_perceptual(perceptual, prior)
+def random_inputs(prior: GenerativePrior, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded ``(c, ws, target image)`` for a batch: random classes, mapped latents (BigGAN: z), noise target."""
     g = torch.Generator().manual_seed(seed)
     c = prior.class_matrix(torch.randint(0, max(prior.c_dim, 1), (batch,), generator=g), batch) if prior.c_dim \
         else torch.zeros(batch, 0)
     with torch.no_grad():
         ws = prior.mapping(torch.randn(batch, prior.z_dim, generator=g), c) if prior.has_mapping \
             else torch.randn(batch, 1, prior.z_dim, generator=g)
-    target = torch.rand(batch, 3, prior.resolution, prior.resolution, generator=g) * 2 - 1
+    return c, ws, torch.rand(batch, 3, prior.resolution, prior.resolution, generator=g) * 2 - 1
+
+
+def run_step(prior: GenerativePrior, batch: int, perceptual: str = "vgg16-random", seed: int = 0) -> dict[str, Any]:
+    """The inner step every latent method repeats, at ``batch`` images: synthesis from W+ latents,
+    ×4 down-sampling, perceptual + MSE to a target, backward to the latents."""
+    from ganprior.losses import get_perceptual
+
+    distance = get_perceptual(perceptual, prior)
+    c, ws, target = random_inputs(prior, batch, seed)
     times = []
     for _ in range(2):  # the first includes one-off allocations
         latent = ws.clone().requires_grad_(True)
