@@ -4,7 +4,8 @@ One "step" is what ``ganprior train`` does per iteration (D update with lazy R1,
 the run's config (batch 32, R1 every 4 steps), warm-started from the shipped generator. The variants
 are timed round-robin in blocks of ``--steps`` iterations, so a change of machine load hits all of
 them alike; each number is the median block over ``--rounds`` (after one warm-up block). Ratios to
-the fp32 baseline are what to read: the machine is shared.
+the fp32 baseline are what to read: the machine is shared. Process CPU seconds per iteration are
+reported too: on a loaded machine they are the steadier measure of what a variant costs.
 
 Before timing, a sanity check compares bf16 autocast with fp32 from identical state and RNG: losses,
 the R1 penalty (a double backward through autocast) and the cosine of the D and G gradients.
@@ -45,6 +46,7 @@ class Variant:
     compile: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
     trainer: Trainer | None = None
     note: str = ""
 
@@ -129,29 +131,34 @@ def bf16_sanity(data, config: TrainConfig, steps: int = 8) -> list[dict[str, flo
     return rows
 
 
-def time_block(variant: Variant, steps: int) -> float:
+def time_block(variant: Variant, steps: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds per iteration (CPU time barely moves with the machine's load;
+    with 2 threads it is the sum over both)."""
     torch.set_num_threads(variant.threads)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         variant.trainer.step()
-    seconds = (time.perf_counter() - start) / steps
+    seconds, cpu = (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
     torch.set_num_threads(1)
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "cache" / "emoji_32.npz")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=16, help="iterations per timed block (a multiple of 16)")
+    parser.add_argument("--steps", type=int, default=16,
+                        help="iterations per timed block (a multiple of every R1 interval timed)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
+    parser.add_argument("--sanity", action=argparse.BooleanOptionalAction, default=True,
+                        help="the bf16-vs-fp32 gradient check before timing (deterministic: skip it on a re-run)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_emoji_npz(args.data, "train")
     base = TrainConfig()
 
-    sanity = bf16_sanity(data, base)
+    sanity = bf16_sanity(data, base) if args.sanity else []
     for row in sanity:
         print(json.dumps({k: round(v, 5) for k, v in row.items()}))
 
@@ -165,21 +172,25 @@ def main() -> None:
             v.note += f"; first steps incl. compilation {time.perf_counter() - started:.0f} s"
     for round_ in range(args.rounds + 1):
         for v in variants:
-            seconds = time_block(v, args.steps)
+            seconds, cpu = time_block(v, args.steps)
             if round_:
                 v.times.append(seconds)
+                v.cpu_times.append(cpu)
         print(f"round {round_} done", flush=True)
 
-    base_s = statistics.median(variants[0].times)
-    print("\n| variant | s/iter | images/s | vs fp32 (s/image) | note |\n|---|---|---|---|---|")
+    base_s, base_cpu = statistics.median(variants[0].times), statistics.median(variants[0].cpu_times)
+    print("\n| variant | s/iter (wall) | CPU s/iter | images per CPU-s | vs fp32 (CPU s/image) | note |\n"
+          "|---|---|---|---|---|---|")
     results = []
     for v in variants:
-        s = statistics.median(v.times)
+        s, cpu = statistics.median(v.times), statistics.median(v.cpu_times)
         batch = v.trainer.config.batch
-        speedup = (base_s / base.batch) / (s / batch)
-        print(f"| {v.name} | {s:.3f} | {batch / s:.1f} | {speedup:.2f}x | {v.note} |")
-        results.append({"variant": v.name, "s_per_iter": s, "images_per_s": batch / s, "batch": batch,
-                        "speedup_per_image": speedup, "block_times": v.times, "note": v.note})
+        speedup = (base_cpu / base.batch) / (cpu / batch)
+        print(f"| {v.name} | {s:.3f} | {cpu:.3f} | {batch / cpu:.1f} | {speedup:.2f}x | {v.note} |")
+        results.append({"variant": v.name, "s_per_iter": s, "cpu_s_per_iter": cpu, "images_per_cpu_s": batch / cpu,
+                        "batch": batch, "speedup_per_image": speedup, "block_times": v.times,
+                        "block_cpu_times": v.cpu_times, "wall_speedup_per_image": (base_s / base.batch) / (s / batch),
+                        "note": v.note})
     if args.json:
         atomic_write_text(args.json, json.dumps({"sanity": sanity, "results": results,
                                                  "steps": args.steps, "rounds": args.rounds}, indent=1))

@@ -10,9 +10,13 @@ an already scored point is skipped: each FID-2k costs ~6 CPU-minutes. Each point
 ``docs/training/fid_curve.jsonl`` (kimg, iteration, fid, fid_held_out, cpu_hours, time) and the curve
 is redrawn as ``docs/training/fid_curve.png`` (FID vs kimg and vs CPU-hours); ``--plot-only`` redraws.
 
-``cpu_hours``: core-hours of single-thread CPU training to reach the point, from the run's
+``cpu_hours``: wall-clock hours of single-thread CPU training to reach the point, from the run's
 ``log.jsonl`` (iterations x seconds per iteration) plus ``--base-cpu-hours`` for the shipped model
-(its 1.03 h CPU continuation; the 5.5 minutes on an H200 before it are not counted).
+(its 1.03 h CPU continuation; the 5.5 minutes on an H200 before it are not counted). On a shared
+machine the process gets less than a core, so this overstates the compute spent.
+
+With the machine busy, run ``--shard 0/3``, ``1/3``, ``2/3`` side by side first (each caches its
+share of the Inception features), then the same command without ``--shard`` to score and log.
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ def plot(points: list[dict], path: Path) -> None:
     draw.text((480, 10), f"emoji32 prior: FID ({points[0]['samples']:,} samples) during training",
               fill="black", font=font, anchor="mt")
     for i, (key, label) in enumerate((("kimg", "kimg (thousands of real images shown to D)"),
-                                      ("cpu_hours", "CPU core-hours of training"))):
+                                      ("cpu_hours", "CPU-hours: wall-clock hours of 1-thread training"))):
         series = {f"vs {name.replace('_', '-')}": [(p[key], p[fid]) for p in points if fid in p]
                   for name, fid in REFERENCE_KEYS.items()}
         series = {name: pts for name, pts in series.items() if pts}
