@@ -40,6 +40,33 @@ def test_batched_equals_sequential(setup, name):
         assert got.stopped is None
 
 
+def test_batched_cri_equals_sequential(setup):
+    """CRI: per-image centroid start and offset regulariser in the stacked offset stage, then per-image
+    pivotal tuning (the fallback) give what one-at-a-time runs give."""
+    prior, degradation, observations = setup
+    method = get_method_class("cri")(offset_steps=6, tuning_steps=2, n_samples=200, n_clusters=4,
+                                     perceptual="mse", l2_weight=1.0, cache=False)
+    classes, seeds = [0, 4, None], [11, 12, 13]
+    batched = project_batch(method, prior, degradation, observations, class_indices=classes, seeds=seeds)
+    for obs, cls, seed, got in zip(observations, classes, seeds, batched):
+        alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
+        assert got.class_index == alone.class_index and got.class_source == alone.class_source
+        assert got.extras["centroid_index"] == alone.extras["centroid_index"]
+        assert got.extras["offset_norm"] == pytest.approx(alone.extras["offset_norm"], rel=1e-5, abs=1e-6)
+        assert got.extras["offset_norm"] > 0
+        assert (got.latent - alone.latent).abs().max() <= 1e-5
+        assert (got.image - alone.image).abs().max() <= 1e-5
+        assert got.generator_delta.keys() == alone.generator_delta.keys() and got.generator_delta
+        for key, value in got.generator_delta.items():  # Adam's g/sqrt(v) turns 1e-7 pivot differences on
+            assert (value - alone.generator_delta[key]).abs().max() <= 1e-4  # near-zero gradients into ~4e-5
+        curve = [(e["stage"], e["loss"]) for e in got.losses]
+        assert [s for s, _ in curve] == [e["stage"] for e in alone.losses]
+        assert [v for _, v in curve] == pytest.approx([e["loss"] for e in alone.losses], rel=1e-5, abs=1e-7)
+        offsets = [e["offset_norm"] for e in got.losses if e["stage"] == "offset"]
+        assert len(offsets) == 6 and offsets == pytest.approx(
+            [e["offset_norm"] for e in alone.losses if e["stage"] == "offset"], rel=1e-5, abs=1e-7)
+
+
 def test_non_finite_image_stops_alone(setup):
     prior, degradation, observations = setup
     bad = [observations[0], observations[1] * float("nan")]

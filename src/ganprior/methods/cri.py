@@ -17,10 +17,11 @@ from __future__ import annotations
 import torch
 
 from ganprior.losses import AUTO
-from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, register_method
+from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, RunStart, register_method
 from ganprior.methods.centroids import centroid_bank, score_latents
 from ganprior.methods.projection import mean_w, optimize_ws
 from ganprior.methods.pti import generator_delta, pivotal_tuning
+from ganprior.models.prior import GenerativePrior
 
 
 @register_method
@@ -50,22 +51,31 @@ class CRI(Method):
         o = self.options
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
-        recorder, loss, c, extras = run.recorder, run.loss, run.c, run.extras
-        with recorder.timed("centroids"):
+        base = self.centroid_start(prior, run, seed)
+        pivot = optimize_ws(prior, run.c, run.loss, torch.zeros_like(base), o["offset_steps"], o["offset_lr"],
+                            run.recorder, "offset", base=base, offset_weight=o["offset_weight"])
+        return self.tune(prior, base, pivot, run, seed)
+
+    def centroid_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> torch.Tensor:
+        """The frozen base ``[1, num_ws, w_dim]``: the class bank's centroid nearest to the observation."""
+        o, extras = self.options, run.extras
+        with run.recorder.timed("centroids"):
             bank = centroid_bank(prior, run.class_index, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])
-            scores = score_latents(prior, bank, c, loss, o["chunk"])
+            scores = score_latents(prior, bank, run.c, run.loss, o["chunk"])
             best = int(scores.argmin())
             extras.update(centroid_index=best, centroid_scores=[float(s) for s in scores],
                           start_loss=float(scores[best]))
             if o["compare_w_avg"]:
-                w_avg = mean_w(prior, c, o["n_samples"], seed)[:, 0]
-                extras["w_avg_loss"] = float(score_latents(prior, w_avg, c, loss)[0])
-        base = bank[best][None, None, :].expand(1, prior.num_ws, -1)
-        offset = torch.zeros_like(base)
-        pivot = optimize_ws(prior, c, loss, offset, o["offset_steps"], o["offset_lr"], recorder, "offset",
-                            base=base, offset_weight=o["offset_weight"])
-        extras["offset_norm"] = float(torch.linalg.vector_norm(pivot - base))
-        tuning_loss = loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
-        tuned = pivotal_tuning(prior, pivot, c, tuning_loss, recorder, o["tuning_steps"], o["tuning_lr"],
+                w_avg = mean_w(prior, run.c, o["n_samples"], seed)[:, 0]
+                extras["w_avg_loss"] = float(score_latents(prior, w_avg, run.c, run.loss)[0])
+        return bank[best][None, None, :].expand(1, prior.num_ws, -1)
+
+    def tune(self, prior: GenerativePrior, base: torch.Tensor, pivot: torch.Tensor, run: RunStart,
+             seed: int) -> Result:
+        """Stage 2 (pivotal tuning at ``pivot``, one image at a time) and the result."""
+        o = self.options
+        run.extras["offset_norm"] = float(torch.linalg.vector_norm(pivot - base))
+        tuning_loss = run.loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
+        tuned = pivotal_tuning(prior, pivot, run.c, tuning_loss, run.recorder, o["tuning_steps"], o["tuning_lr"],
                                o["reg_weight"], o["reg_alpha"], o["reg_perceptual_weight"], o["reg_l2_weight"], seed)
         return self.finish(prior, pivot, run, generator_delta(prior, tuned), tuned)

@@ -17,6 +17,7 @@ from ganprior.methods.base import (
     ReconstructionLoss,
     Result,
     RunRecorder,
+    RunStart,
     frozen,
     optimize,
     register_method,
@@ -94,13 +95,18 @@ class _ProjectionBase(Method):
         o = self.options
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
+        init = self.start_latent(prior, run, class_index, seed)
+        ws = optimize_ws(prior, run.c, run.loss, init, o["steps"], o["lr"], run.recorder, self.name)
+        return self.finish(prior, ws, run)
+
+    def start_latent(self, prior: GenerativePrior, run: RunStart, class_index, seed: int) -> torch.Tensor:
+        """The class-weighted average latent: ``[1, 1, w_dim]`` for W, ``[1, num_ws, w_dim]`` for W+."""
+        o = self.options
         with run.recorder.timed("start"):
             rows = start_classes(prior, class_index, run.c, o["w_avg_samples"], seed)
             start = mean_w(prior, rows, o["w_avg_samples"], seed)
             run.extras["start_loss"] = float(score_latents(prior, start[:, 0], run.c, run.loss)[0])
-        init = broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
-        ws = optimize_ws(prior, run.c, run.loss, init, o["steps"], o["lr"], run.recorder, self.name)
-        return self.finish(prior, ws, run)
+        return broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
 
 
 @register_method
