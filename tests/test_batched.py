@@ -67,6 +67,19 @@ def test_batched_cri_equals_sequential(setup):
             [e["offset_norm"] for e in alone.losses if e["stage"] == "offset"], rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.parametrize("name, options", [("wplus", dict(OPTIONS, steps=20)),
+                                           ("cri", dict(offset_steps=20, tuning_steps=0, n_samples=200,
+                                                        n_clusters=4, perceptual="mse", l2_weight=1.0, cache=False))])
+def test_batch_of_one_is_bit_identical_to_sequential(setup, name, options):
+    """The batched loop is the sequential one: only batch-size-dependent kernel rounding differs."""
+    prior, degradation, observations = setup
+    method = get_method_class(name)(**options)
+    got, = project_batch(method, prior, degradation, observations[1:2], class_indices=[4], seeds=[12])
+    alone = method.run(prior, degradation, observations[1], class_index=4, seed=12, progress=False)
+    assert torch.equal(got.latent, alone.latent) and torch.equal(got.image, alone.image)
+    assert [e["loss"] for e in got.losses] == [e["loss"] for e in alone.losses]
+
+
 def test_non_finite_image_stops_alone(setup):
     prior, degradation, observations = setup
     bad = [observations[0], observations[1] * float("nan")]

@@ -2,15 +2,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["StopRestoration", "restore"]
+__all__ = ["StopRestoration", "restore", "restore_batch"]
 
 
 def __getattr__(name: str):
     """``ganprior.restore`` without importing torch and the methods at ``import ganprior`` time."""
-    if name == "restore":
-        from ganprior.api import restore
+    if name in ("restore", "restore_batch"):
+        from ganprior import api
 
-        return restore
+        return getattr(api, name)
     if name == "StopRestoration":
         from ganprior.methods.base import StopRestoration
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -31,7 +32,7 @@ from ganprior.loading.registry import DEFAULT_MODEL
 from ganprior.inputs import RestorationInputError, load_observation, mask_digest, model_digest, tensor_digest
 from ganprior.fitting import content_weight, from_canvas, mask_to_canvas, place, to_canvas
 from ganprior.methods import cap_steps, get_method_class, preset_options
-from ganprior.methods.base import StepCallback
+from ganprior.methods.base import Method, Result, StepCallback
 from ganprior.models.prior import GenerativePrior
 from ganprior.resume import fingerprint
 from ganprior.results import RestorationResult
@@ -112,6 +113,95 @@ def restore(
     ``None`` in between. Returning ``False`` or raising ``StopRestoration`` ends the run cleanly: the
     result holds the best state so far and ``result.stopped`` says where it stopped.
     """
+    return restore_prepared(prepare_restore(**locals()))
+
+
+def restore_batch(
+    images: Sequence[Any],
+    task: str | Degradation = "colorize",
+    method: str = "cri",
+    model: str | os.PathLike | GenerativePrior | None = None,
+    *,
+    batch_size: int = 8,
+    callbacks: Sequence[StepCallback | None] | None = None,
+    **settings: Any,
+) -> list[RestorationResult]:
+    """Restore several photos with one model, task and method; each result equals :func:`restore`'s.
+
+    W, W+ and CRI's offset stage optimise up to ``batch_size`` images together (``methods.batched``);
+    CRI's pivotal tuning and the other methods (PTI, PULSE, DGP) run one image at a time.
+    ``callbacks`` holds one step callback (or None) per image; ``settings`` are :func:`restore`'s.
+    """
+    if callbacks is not None and len(callbacks) != len(images):
+        raise RestorationInputError(f"{len(callbacks)} callbacks for {len(images)} images")
+    if not isinstance(model, GenerativePrior):
+        model = load_prior(model, settings.pop("weights", None), settings.pop("device", "cpu"))
+    prepared = [prepare_restore(image, task, method, model, callback=None if callbacks is None else callbacks[i],
+                                **settings) for i, image in enumerate(images)]
+    return run_prepared(prepared, batch_size)
+
+
+def run_prepared(prepared: Sequence["PreparedRestoration"], batch_size: int = 8) -> list[RestorationResult]:
+    """Run prepared restorations: batches of ``batch_size`` for the batched methods, else one by one."""
+    from ganprior.methods.batched import BATCHED_METHODS, project_batch
+
+    if batch_size < 1:
+        raise RestorationInputError(f"batch_size must be at least 1, got {batch_size}")
+    results: list[RestorationResult] = []
+    for first in range(0, len(prepared), batch_size):
+        chunk = list(prepared[first:first + batch_size])
+        head = chunk[0]
+        same = all(p.prior is head.prior and p.runner.options == head.runner.options for p in chunk)
+        if len(chunk) == 1 or head.runner.name not in BATCHED_METHODS or not same:
+            results += [restore_prepared(p) for p in chunk]
+            continue
+        started = time.perf_counter()
+        batch = project_batch(head.runner, head.prior, [p.degradation for p in chunk], [p.target for p in chunk],
+                              weights=[p.weight for p in chunk], class_indices=[p.class_index for p in chunk],
+                              seeds=[p.seed for p in chunk], frame_every=head.frame_every,
+                              callbacks=[p.callback for p in chunk])
+        share = (time.perf_counter() - started) / len(chunk)
+        results += [p.complete(result, share) for p, result in zip(chunk, batch)]
+    return results
+
+
+def restore_prepared(prepared: "PreparedRestoration") -> RestorationResult:
+    """Run one prepared restoration on its own (what :func:`restore` does after preparing)."""
+    started = time.perf_counter()
+    result = prepared.runner.run(prepared.prior, prepared.degradation, prepared.target, weight=prepared.weight,
+                                 class_index=prepared.class_index, seed=prepared.seed, progress=prepared.progress,
+                                 frame_every=prepared.frame_every, callback=prepared.callback)
+    return prepared.complete(result, time.perf_counter() - started)
+
+
+def prepare_restore(
+    image: Any,
+    task: str | Degradation = "colorize",
+    method: str = "cri",
+    model: str | os.PathLike | GenerativePrior | None = None,
+    *,
+    mask: torch.Tensor | str | None = None,
+    mask_hole_value: str | None = None,
+    scale: int | None = None,
+    weights: str | os.PathLike | None = None,
+    class_index: int | str | ClassCandidates | None = None,
+    class_preprocess: str = "timm",
+    seed: int = 0,
+    steps: int | None = None,
+    preset: str = "paper",
+    perceptual: str | None = None,
+    fit: str = "letterbox",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    video: bool = False,
+    options: dict[str, Any] | None = None,
+    callback: StepCallback | None = None,
+    preview_every: int = 5,
+    value_range: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> "PreparedRestoration":
+    """Everything :func:`restore` does before optimising (checks, warnings, the class, the canvas); the
+    arguments are :func:`restore`'s."""
     started = time.perf_counter()
     observation, source = load_observation(image, value_range, max_pixels)
     input_digest = tensor_digest(observation)
@@ -182,22 +272,49 @@ def restore(
                                                   preprocess=class_preprocess)
     except (ClassOptionError, ClassNameError) as exc:
         raise RestorationInputError(str(exc)) from exc
-    result = runner.run(prior, gen_degradation, target, weight=weight, class_index=method_class, seed=seed,
-                        progress=progress, frame_every=frame_every, callback=step_callback)
-    restored, fused = to_photo(result.image)
     config = {
         "task": task_name, "method": method, "preset": preset, "model": model_name,
         "family": family, "resolution": R, "fit": fit, "seed": seed, "steps_cap": steps, "scale": factor,
         "class_index_given": class_index.describe() if isinstance(class_index, ClassCandidates) else class_index,
         "class_choice": class_record, "input": source, "input_size": [int(h), int(w)],
         "output_size": list(out_size), "degradation": _describe(full), "options": dict(runner.options),
-        "perceptual": result.extras.get("perceptual"),  # what "auto" (or the option) actually became
         "fingerprint": run_fingerprint,  # what resuming compares (ganprior.resume)
     }
-    result.timings["total"] = time.perf_counter() - started
-    return RestorationResult(image=fused, generator_output=restored, observation=observation, result=result,
-                             config=config, canvas_target=target, canvas_weight=weight,
-                             consistency_rmse=consistency_rmse(full, fused, observation), mask=_inpainting_mask(full))
+    return PreparedRestoration(prior, runner, gen_degradation, target, weight, method_class, seed, progress,
+                               frame_every, step_callback, to_photo, full, observation, config,
+                               time.perf_counter() - started)
+
+
+@dataclass
+class PreparedRestoration:
+    """One photo checked and placed on the generator canvas, ready for its method (alone or batched)."""
+
+    prior: GenerativePrior
+    runner: Method
+    degradation: Degradation  # in generator space
+    target: torch.Tensor  # the observation on the canvas
+    weight: torch.Tensor
+    class_index: Any
+    seed: int
+    progress: bool
+    frame_every: int
+    callback: StepCallback | None
+    to_photo: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    full: Degradation  # at the photo's size
+    observation: torch.Tensor
+    config: dict[str, Any]
+    prepared_in: float  # seconds
+
+    def complete(self, result: Result, run_seconds: float) -> RestorationResult:
+        """Map the method's result back to the photo; ``run_seconds`` is its share of the optimisation."""
+        started = time.perf_counter()
+        restored, fused = self.to_photo(result.image)
+        config = {**self.config, "perceptual": result.extras.get("perceptual")}  # what "auto" actually became
+        rmse = consistency_rmse(self.full, fused, self.observation)
+        result.timings["total"] = self.prepared_in + run_seconds + time.perf_counter() - started
+        return RestorationResult(image=fused, generator_output=restored, observation=self.observation, result=result,
+                                 config=config, canvas_target=self.target, canvas_weight=self.weight,
+                                 consistency_rmse=rmse, mask=_inpainting_mask(self.full))
 
 
 def _method_options(method: str, preset: str, task_name: str, family: str | None, perceptual: str | None,

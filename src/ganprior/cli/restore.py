@@ -11,7 +11,9 @@ keep this module's top-level imports free of torch.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -86,12 +88,15 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--compile", "compile_networks", is_flag=True,
               help="torch.compile the synthesis network and the discriminator features (slow first step, "
                    "faster afterwards; results equal eager to 1e-4).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Optimise up to this many images together (w, wplus and CRI's offset stage; results equal "
+                   "one-at-a-time runs). Other methods, CRI's pivotal tuning and --faces run one image at a time.")
 @click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
 def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
             preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
-            method_options, faces, compile_networks) -> None:
+            method_options, faces, compile_networks, batch_size) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
     sizes, bad = check_images(list(images), max_pixels)  # before anything imports torch
     for path, message in bad.items():
@@ -140,8 +145,12 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
     usable = [path for path in images if path in sizes and path not in mask_bad]
     if launch is not None:
         usable, failures = usable[launch.rank::launch.world_size], failures if launch.is_main else 0
-    for path in tqdm(usable, desc="images", disable=len(usable) < 2):
-        failures += not _restore_one(path, out_dir / path.stem, arguments, overwrite, video, out_dir, faces)
+    batch_size = _effective_batch_size(batch_size, method, faces)
+    with tqdm(total=len(usable), desc="images", disable=len(usable) < 2) as bar:
+        for first in range(0, len(usable), batch_size):
+            chunk = usable[first:first + batch_size]
+            failures += _restore_chunk(chunk, arguments, overwrite, video, out_dir, faces)
+            bar.update(len(chunk))
     if launch is not None:
         distributed.barrier()
         distributed.stop()
@@ -163,45 +172,93 @@ def _check_device(device: str) -> None:
         raise click.BadParameter(f"no {device} device here; use --device cpu", param_hint="'--device'")
 
 
-def _restore_one(path: Path, target: Path, arguments: dict, overwrite: bool, video: bool, out_dir: Path,
-                 faces: bool = False) -> bool:
-    """Restore one image into its run folder under its lock; False when it failed or stopped early."""
-    from ganprior.api import restore, restore_fingerprint
+def _effective_batch_size(batch_size: int, method: str, faces: bool) -> int:
+    """``--batch-size``, or 1 with a one-line note where the method (or --faces) has no batched version."""
+    from ganprior.methods.batched import BATCHED_METHODS
+
+    if batch_size > 1 and (faces or method not in BATCHED_METHODS):
+        what = "--faces" if faces else f"--method {method}"
+        click.echo(f"note: {what} has no batched version: --batch-size {batch_size} runs its images one at a time",
+                   err=True)
+        return 1
+    return batch_size
+
+
+def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: bool, out_dir: Path,
+                   faces: bool = False) -> int:
+    """Restore ``paths`` together, each into its own run folder under its own lock; the number that failed
+    or stopped early. Images already complete for this run are skipped, as one at a time."""
+    from contextlib import ExitStack
+
+    from ganprior.api import prepare_restore, restore_fingerprint, run_prepared
     from ganprior.resume import ClaimedError, claim, remove_stale_partials, reusable
 
-    try:
-        with claim(target):
+    failures, todo, done = 0, [], []
+    with ExitStack() as locks:
+        for path in paths:
+            target = out_dir / path.stem
+            try:
+                locks.enter_context(claim(target))
+            except ClaimedError as exc:
+                click.echo(f"skip {path}: {exc}", err=True)
+                continue
             for partial in remove_stale_partials(target):
                 click.echo(f"removed {partial}, left by an interrupted save", err=True)
             try:
                 wanted = restore_fingerprint(path, **arguments)
                 if faces:
-                    from ganprior.faces.pipeline import faces_fingerprint, restore_faces as restore
+                    from ganprior.faces.pipeline import faces_fingerprint
 
                     wanted = faces_fingerprint(wanted)
                 same, why = reusable(target, wanted)
                 if same and not overwrite:
                     click.echo(f"skip {path}: {target} is already complete for this run")
-                    return True
+                    continue
                 if target.exists() and not same:
                     click.echo(f"redo {path}: {target} does not match: {why}", err=True)
-                with warnings.catch_warnings(record=True) as caught:  # shown below as one line each
-                    warnings.simplefilter("always")
-                    result = restore(path, progress=True, video=video, **arguments)
-                for caught_warning in caught:
-                    click.echo(f"warning: {path}: {caught_warning.message}", err=True)
+                with _echoed_warnings([path]):
+                    if faces:
+                        from ganprior.faces.pipeline import restore_faces
+
+                        done.append((path, target, restore_faces(path, progress=True, video=video, **arguments)))
+                    else:
+                        todo.append((path, target, prepare_restore(path, progress=True, video=video, **arguments)))
             except _per_image_errors() as exc:
                 click.echo(f"error: {path}: {exc}", err=True)
-                return False
+                failures += 1
             except (ValueError, RuntimeError) as exc:  # configuration errors: the same for every image
                 raise click.ClickException(f"{path}: {exc}") from exc
+        if todo:
+            names = [path for path, _, _ in todo]
             try:
-                result.save(target, video=video)
-            except OSError as exc:
-                raise click.ClickException(f"--out {out_dir}: cannot write {target}: {exc.strerror or exc}") from exc
-    except ClaimedError as exc:
-        click.echo(f"skip {path}: {exc}", err=True)
-        return True
+                with _echoed_warnings(names):
+                    results = run_prepared([prepared for _, _, prepared in todo], len(todo))
+            except (ValueError, RuntimeError) as exc:
+                raise click.ClickException(f"{', '.join(map(str, names))}: {exc}") from exc
+            done += [(path, target, result) for (path, target, _), result in zip(todo, results)]
+        for path, target, result in done:
+            failures += not _save(path, target, result, video, out_dir)
+    return failures
+
+
+@contextlib.contextmanager
+def _echoed_warnings(paths: list[Path]) -> Iterator[None]:
+    """Show the warnings of the block as one line each, for every image they concern."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
+    for path in paths:
+        for message in messages:
+            click.echo(f"warning: {path}: {message}", err=True)
+
+
+def _save(path: Path, target: Path, result, video: bool, out_dir: Path) -> bool:
+    """Write one result's run folder and say so; False when the run stopped early."""
+    try:
+        result.save(target, video=video)
+    except OSError as exc:
+        raise click.ClickException(f"--out {out_dir}: cannot write {target}: {exc.strerror or exc}") from exc
     info = f"class {result.class_index}" if result.class_index is not None else ""
     click.echo(f"{path} -> {target} {info} ({result.timings.get('total', 0):.1f} s)")
     if result.stopped:
