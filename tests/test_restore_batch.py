@@ -1,6 +1,7 @@
-"""Batched restoration through the API and ``ganprior restore --batch-size``: every image gets what a
-one-at-a-time run gives it (latent ≤ 1e-5, run.json, class, saved image), its own run folder, lock,
-resume check and callback; methods without a batched version fall back to one at a time with a note."""
+"""Batched restoration through the API, ``ganprior restore --batch-size`` and ``bench --batch-size``:
+every image gets what a one-at-a-time run gives it (latent ≤ 1e-5, run.json, class, saved image), its
+own run folder, lock, resume check and callback; methods without a batched version fall back to one at a
+time with a note; batched bench cells equal one-at-a-time cells and resume alike."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import torch
 from click.testing import CliRunner
 
 import ganprior
+import ganprior.methods.batched
 from ganprior.api import load_prior
+from ganprior.bench import BenchConfig, TaskSpec, run_benchmark
 from ganprior.cli.main import cli
 from ganprior.degradations import parse_task
 from ganprior.images import load_image, save_image
@@ -135,3 +138,32 @@ def test_cli_batch_size_on_an_unbatched_method_says_so(photos, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "note: --method pti has no batched version: --batch-size 2 runs its images one at a time" in result.stderr
     assert all((out / p.stem / "run.json").exists() for p in photos[:2])
+
+
+def test_bench_batch_size_gives_the_same_cells_and_resumes(tmp_path, monkeypatch):
+    from test_methods import tiny_prior
+
+    monkeypatch.setenv("GANPRIOR_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    prior = tiny_prior()
+    config = dict(methods=("cri", "wplus", "pti"), tasks=(TaskSpec.from_string("inpaint"),),
+                  images="emoji-test", limit=2, steps=2, perceptual="mse", fid_min_images=50, baselines=False)
+    batches = []
+    real = ganprior.methods.batched.project_batch
+    monkeypatch.setattr(ganprior.methods.batched, "project_batch",
+                        lambda method, *a, **k: batches.append((method.name, len(a[2]))) or real(method, *a, **k))
+    one = run_benchmark(BenchConfig(out=str(tmp_path / "one"), **config), prior=prior, progress=False)
+    assert batches == []
+    many = run_benchmark(BenchConfig(out=str(tmp_path / "many"), **config), prior=prior, progress=False,
+                         batch_size=3)
+    assert sorted(batches) == [("cri", 2), ("wplus", 2)]  # pti: one at a time
+    key = lambda r: (r["task"], r["column"], r["image"])  # noqa: E731
+    rows_one, rows_many = sorted(one["rows"], key=key), sorted(many["rows"], key=key)
+    assert [key(r) for r in rows_one] == [key(r) for r in rows_many] and len(rows_one) == 6
+    for a, b in zip(rows_one, rows_many):
+        assert a["class_index"] == b["class_index"] and a["values"].keys() == b["values"].keys()
+        assert all(b["values"][k] == pytest.approx(v, rel=1e-4, abs=1e-4) for k, v in a["values"].items())
+    computed = []
+    run_benchmark(BenchConfig(out=str(tmp_path / "many"), **config), prior=prior, progress=False, batch_size=3,
+                  after_cell=computed.append)
+    assert computed == []

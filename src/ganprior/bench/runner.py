@@ -180,6 +180,21 @@ def _method_and_options(column: str, config: BenchConfig, task: str | None = Non
 def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, config: BenchConfig,
                          class_index: int | None, seed: int) -> tuple[torch.Tensor, dict]:
     from ganprior.api import restore
+
+    try:
+        result = restore(**restore_arguments(cell, spec, degraded, prior, config, class_index, seed))
+    except (ValueError, RuntimeError) as err:  # finished cells stay stored: fix the cause and re-run
+        raise cell_error(cell, err) from err
+    return restored_and_info(result, spec)
+
+
+def cell_error(cell: Cell, err: Exception) -> BenchError:
+    return BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}")
+
+
+def restore_arguments(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, config: BenchConfig,
+                      class_index: int | None, seed: int) -> dict[str, Any]:
+    """``restore``'s keyword arguments for a method cell (the observation is ``image=``)."""
     from ganprior.methods import get_method_class
 
     method, options = _method_and_options(cell.column, config, spec.name)
@@ -187,12 +202,13 @@ def _restore_with_method(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, 
     perceptual = config.perceptual if "perceptual" in get_method_class(method).defaults else None
     # Inpainting goes as a task string so restore() can fit the mask; otherwise the exact operator.
     task = spec.task if degraded.mask is not None else degraded.degradation
-    try:
-        result = restore(degraded.observation, value_range=(-1.0, 1.0), task=task, method=method, model=prior,
-                         mask=degraded.mask, class_index=class_index, seed=seed, steps=config.steps,
-                         preset=config.preset, perceptual=perceptual, progress=False, options=options)
-    except (ValueError, RuntimeError) as err:  # finished cells stay stored: fix the cause and re-run
-        raise BenchError(f"{cell.column} failed on {cell.task} / {cell.image}: {type(err).__name__}: {err}") from err
+    return dict(image=degraded.observation, value_range=(-1.0, 1.0), task=task, method=method, model=prior,
+                mask=degraded.mask, class_index=class_index, seed=seed, steps=config.steps, preset=config.preset,
+                perceptual=perceptual, progress=False, options=options)
+
+
+def restored_and_info(result, spec: TaskSpec) -> tuple[torch.Tensor, dict]:
+    """The image a method cell is scored on, and what its record keeps of the run."""
     info = {"class_index": result.class_index, "class_source": result.result.class_source,
             "perceptual": result.config.get("perceptual"), "stopped": result.stopped,
             "timings": {k: round(v, 4) for k, v in result.timings.items()},
@@ -284,7 +300,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = None, progress: bool = True,
-                  after_cell: Callable[[Cell], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
+                  after_cell: Callable[[Cell], None] | None = None, shard: tuple[int, int] = (0, 1),
+                  batch_size: int = 1) -> dict:
     """Run (or resume) the benchmark described by ``config``; returns the results dictionary.
 
     ``prior`` skips loading ``config.model`` (``model_label`` then names it in the reports);
@@ -292,6 +309,8 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
     ``shard=(k, n)`` computes only every n-th (task, image) pair starting at k, so n processes or machines
     can share one output folder; cells do not depend on the shard, and the reports cover every cell
     finished so far (an unsharded re-run afterwards computes nothing and writes the complete table).
+    ``batch_size > 1`` restores the images of one (task, batched method) column together first
+    (``batched_cells.py``); the cells are the same (their fingerprints do not include the batch size).
     """
     _validate(config)
     index, count = shard
@@ -321,7 +340,18 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
                   for s, i, c in method_cells)
     bar = tqdm(total=len(method_cells), initial=already, desc="bench", unit="cell", disable=not progress)
     skipped: dict[str, dict[str, str]] = {}
+
+    def saved(cell: Cell) -> None:
+        if cell.column in config.methods:
+            bar.update(1)
+        if after_cell is not None:
+            after_cell(cell)
+
     try:
+        if batch_size > 1:
+            from ganprior.bench.batched_cells import compute_batched_cells
+
+            compute_batched_cells(mine, config, prior, store, fingerprints, batch_size, saved)
         for spec, image, columns in mine:
             todo = [c for c in columns if store.load(Cell(spec.name, c, image.id),
                                                       fingerprints[(spec.name, image.id, c)]) is None]
@@ -341,10 +371,7 @@ def run_benchmark(config: BenchConfig, *, prior=None, model_label: str | None = 
                 restored, record = computed
                 record["fingerprint"] = fingerprints[(spec.name, image.id, column)]
                 store.save(cell, restored, record)
-                if column in config.methods:
-                    bar.update(1)
-                if after_cell is not None:
-                    after_cell(cell)
+                saved(cell)
     finally:
         bar.close()
     # FID/KID of a shard would be the same sets every shard computes again: left to the assembly run
@@ -399,11 +426,16 @@ def _compute_cell(cell: Cell, spec: TaskSpec, image: BenchImage, degraded: Degra
         except BaselineUnavailable as err:
             skipped.setdefault(spec.name, {})[cell.column] = str(err)
             return None
-    seconds = time.perf_counter() - start
+    return restored, scored_record(cell, image, degraded, scorer, restored, info, time.perf_counter() - start)
+
+
+def scored_record(cell: Cell, image: BenchImage, degraded: Degraded, scorer: ImageScorer, restored: torch.Tensor,
+                  info: dict, seconds: float) -> dict:
+    """A cell's record: its scores against the clean image, its cost, and ``info`` from the run."""
     values = scorer(restored, image.clean, degraded.observation, degraded.degradation, degraded.hole)
     unavailable = {k: scorer.unavailable[k] for k in scorer.measures if k not in values and k in scorer.unavailable}
-    return restored, {"task": cell.task, "column": cell.column, "image": cell.image, "label": image.label,
-                      "seconds": round(seconds, 4), "values": values, "unavailable": unavailable, **info}
+    return {"task": cell.task, "column": cell.column, "image": cell.image, "label": image.label,
+            "seconds": round(seconds, 4), "values": values, "unavailable": unavailable, **info}
 
 
 def _save_once(path: Path, image: torch.Tensor) -> None:
