@@ -13,11 +13,12 @@ at full resolution so that degrading the output gives the observation back (``co
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ParamSpec, Sequence
 
 import torch
 
@@ -37,6 +38,8 @@ from ganprior.models.prior import GenerativePrior
 from ganprior.resume import fingerprint
 from ganprior.results import RestorationResult
 
+
+P = ParamSpec("P")
 
 #: the fusion of every operator that makes ``A(output) = y`` (``consistency.py``)
 CONSISTENT_FUSION = {"colorize_fusion": "lab-luma", "sr_fusion": "project", "blur_fusion": "project"}
@@ -64,56 +67,6 @@ def _sr_factor(degradation: Degradation) -> int:
     for op in getattr(degradation, "ops", [degradation]):
         factor *= int(getattr(op, "factor", 1)) if not getattr(op, "reupsample", False) else 1
     return factor
-
-
-def restore(
-    image: Any,
-    task: str | Degradation = "colorize",
-    method: str = "cri",
-    model: str | os.PathLike | GenerativePrior | None = None,
-    *,
-    mask: torch.Tensor | str | None = None,
-    mask_hole_value: str | None = None,
-    scale: int | None = None,
-    weights: str | os.PathLike | None = None,
-    class_index: int | str | ClassCandidates | None = None,
-    class_preprocess: str = "timm",
-    seed: int = 0,
-    steps: int | None = None,
-    preset: str = "paper",
-    perceptual: str | None = None,
-    fit: str = "letterbox",
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    video: bool = False,
-    options: dict[str, Any] | None = None,
-    callback: StepCallback | None = None,
-    preview_every: int = 5,
-    value_range: tuple[float, float] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> RestorationResult:
-    """Restore one degraded photo; see ``ganprior restore --help`` for what each argument means.
-
-    ``image`` is a path, a PIL image, a numpy array or a tensor; float arrays and tensors say their range
-    with ``value_range`` (see ``ganprior.inputs``); files larger than ``max_pixels`` are refused.
-
-    ``task`` is a task string (``"sr4+colorize+inpaint"``; its operators get the consistent fusions of
-    :data:`CONSISTENT_FUSION`) or a ready :class:`Degradation` without a mask (fused as configured: the
-    bench builds the papers' own fusions this way); ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
-    the image that reaches the inpainting step; ``steps`` caps every stage; ``options`` overrides any
-    method option (``ganprior.methods.get_method_class(name).defaults`` lists them).
-
-    ``class_index``: an index, ``"auto"`` (DeiT's top-1, the default for ImageNet-conditional models),
-    ``"topk:K"`` (DeiT's K best with softmax weights), ``"I,J,..."`` (centroid search among them) or
-    :class:`ganprior.classify.ClassCandidates`; ``class_preprocess`` is DeiT's input pipeline
-    (``"timm"`` or ``"stylegan-xl"``, see ``ganprior.classify.deit``).
-
-    ``callback(step, stage, loss, preview) -> bool`` is called after every optimisation step; ``preview``
-    is the restoration as it stands (photo size, fused like the result) every ``preview_every`` steps and
-    ``None`` in between. Returning ``False`` or raising ``StopRestoration`` ends the run cleanly: the
-    result holds the best state so far and ``result.stopped`` says where it stopped.
-    """
-    return restore_prepared(prepare_restore(**locals()))
 
 
 def restore_batch(
@@ -200,8 +153,28 @@ def prepare_restore(
     value_range: tuple[float, float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> "PreparedRestoration":
-    """Everything :func:`restore` does before optimising (checks, warnings, the class, the canvas); the
-    arguments are :func:`restore`'s."""
+    """Check one degraded photo and put it on the generator canvas (restore's work before its method).
+    See ``ganprior restore --help`` for what each argument means.
+
+    ``image`` is a path, a PIL image, a numpy array or a tensor; float arrays and tensors say their range
+    with ``value_range`` (see ``ganprior.inputs``); files larger than ``max_pixels`` are refused.
+
+    ``task`` is a task string (``"sr4+colorize+inpaint"``; its operators get the consistent fusions of
+    :data:`CONSISTENT_FUSION`) or a ready :class:`Degradation` without a mask (fused as configured: the
+    bench builds the papers' own fusions this way); ``mask`` is a tensor, a file (with ``mask_hole_value``) or a spec (``"center"``) at the size of
+    the image that reaches the inpainting step; ``steps`` caps every stage; ``options`` overrides any
+    method option (``ganprior.methods.get_method_class(name).defaults`` lists them).
+
+    ``class_index``: an index, ``"auto"`` (DeiT's top-1, the default for ImageNet-conditional models),
+    ``"topk:K"`` (DeiT's K best with softmax weights), ``"I,J,..."`` (centroid search among them) or
+    :class:`ganprior.classify.ClassCandidates`; ``class_preprocess`` is DeiT's input pipeline
+    (``"timm"`` or ``"stylegan-xl"``, see ``ganprior.classify.deit``).
+
+    ``callback(step, stage, loss, preview) -> bool`` is called after every optimisation step; ``preview``
+    is the restoration as it stands (photo size, fused like the result) every ``preview_every`` steps and
+    ``None`` in between. Returning ``False`` or raising ``StopRestoration`` ends the run cleanly: the
+    result holds the best state so far and ``result.stopped`` says where it stopped.
+    """
     started = time.perf_counter()
     observation, source = load_observation(image, value_range, max_pixels)
     input_digest = tensor_digest(observation)
@@ -283,6 +256,20 @@ def prepare_restore(
     return PreparedRestoration(prior, runner, gen_degradation, target, weight, method_class, seed, progress,
                                frame_every, step_callback, to_photo, full, observation, config,
                                time.perf_counter() - started)
+
+
+def _then_run(prepare: Callable[P, "PreparedRestoration"]) -> Callable[P, RestorationResult]:
+    """``restore``: :func:`prepare_restore` followed by its method, with the same typed signature."""
+    def restore(*args: P.args, **kwargs: P.kwargs) -> RestorationResult:
+        return restore_prepared(prepare(*args, **kwargs))
+
+    restore.__signature__ = inspect.signature(prepare).replace(return_annotation=RestorationResult)  # type: ignore
+    details = (prepare.__doc__ or "").split("\n", 1)[-1]
+    restore.__doc__ = "Restore one degraded photo: prepare_restore, then its method.\n" + details
+    return restore
+
+
+restore = _then_run(prepare_restore)
 
 
 @dataclass

@@ -89,7 +89,8 @@ def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Ten
                       steps: int, lr, stage: str, base: torch.Tensor | None = None,
                       offset_weight: float = 0.0) -> None:
     """:func:`~ganprior.methods.base.optimize` for stacked independent latents (one row per run);
-    ``ws = base + latent`` and ``offset_weight·‖latent_k‖₂`` as in :func:`~ganprior.methods.projection.optimize_ws`."""
+    ``ws = base + latent`` and ``offset_weight·‖latent_k‖₂`` as in
+    :func:`~ganprior.methods.projection.optimize_ws`."""
     if steps <= 0:
         return
     n = len(runs)
