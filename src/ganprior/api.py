@@ -87,6 +87,8 @@ def restore_batch(
     """
     if callbacks is not None and len(callbacks) != len(images):
         raise RestorationInputError(f"{len(callbacks)} callbacks for {len(images)} images")
+    if batch_size < 1:  # before any image is read or the model loads
+        raise RestorationInputError(f"batch_size must be at least 1, got {batch_size}")
     if not isinstance(model, GenerativePrior):
         model = load_prior(model, settings.pop("weights", None), settings.pop("device", "cpu"))
     prepared = [prepare_restore(image, task, method, model, callback=None if callbacks is None else callbacks[i],
