@@ -1,5 +1,6 @@
-"""Batched W / W+ projection equals one-at-a-time runs with the same seeds (per-image Adam, classes,
-results), and an image whose loss turns non-finite stops alone while the others go on."""
+"""Batched W / W+ projection, CRI's offset stage, PULSE and DGP's candidate selection equal one-at-a-time
+runs with the same seeds (per-image Adam, classes, starts, results), and an image whose loss turns
+non-finite stops alone while the others go on."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from ganprior.degradations import parse_task
 from ganprior.loading import load_model
 from ganprior.methods import get_method_class
 from ganprior.methods.batched import project_batch
+from ganprior.methods.dgp import DGPLoss, select_latent, select_latents
+from ganprior.methods.dgp_presets import schedule_for_task
 
 OPTIONS = dict(steps=6, n_samples=200, w_avg_samples=200, perceptual="mse", l2_weight=1.0)
+PULSE = dict(steps=6, fit_samples=500, n_samples=200)
+DGP = dict(table="fast", schedule=schedule_for_task("sr4"), select_num=10, select_chunk=4, max_stage_steps=1)
+FAST = {"wplus": OPTIONS, "pulse": PULSE, "dgp": DGP}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,9 @@ def test_batched_cri_equals_sequential(setup):
 
 @pytest.mark.parametrize("name, options", [("wplus", dict(OPTIONS, steps=20)),
                                            ("cri", dict(offset_steps=20, tuning_steps=0, n_samples=200,
-                                                        n_clusters=4, perceptual="mse", l2_weight=1.0, cache=False))])
+                                                        n_clusters=4, perceptual="mse", l2_weight=1.0, cache=False)),
+                                           ("pulse", dict(PULSE, steps=20)),
+                                           ("dgp", dict(DGP, max_stage_steps=2))])
 def test_batch_of_one_is_bit_identical_to_sequential(setup, name, options):
     """The batched loop is the sequential one: only batch-size-dependent kernel rounding differs."""
     prior, degradation, observations = setup
@@ -80,10 +88,53 @@ def test_batch_of_one_is_bit_identical_to_sequential(setup, name, options):
     assert [e["loss"] for e in got.losses] == [e["loss"] for e in alone.losses]
 
 
-def test_non_finite_image_stops_alone(setup):
+def test_batched_pulse_equals_sequential(setup):
+    """Stacked spherical latents: per-image Gaussian fit, GEOCROSS and radii (renormalised row by row)."""
+    prior, degradation, observations = setup
+    method = get_method_class("pulse")(**PULSE)
+    classes, seeds = [0, 4, None], [11, 12, 13]
+    batched = project_batch(method, prior, degradation, observations, class_indices=classes, seeds=seeds)
+    for obs, cls, seed, got in zip(observations, classes, seeds, batched):
+        alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
+        assert got.class_index == alone.class_index and got.class_source == alone.class_source
+        assert (got.latent - alone.latent).abs().max() <= 1e-5
+        assert (got.image - alone.image).abs().max() <= 1e-5
+        for key in ("loss", "l2", "geocross"):
+            assert [e[key] for e in got.losses] == pytest.approx([e[key] for e in alone.losses], rel=1e-5, abs=1e-7)
+        assert len(got.losses) == 6 and got.stopped is None
+
+
+def test_batched_dgp_selection_picks_what_one_at_a_time_picks(setup):
+    """Candidates of all images scored together (chunks straddle images): each picks the same draw, class
+    and start latent as alone; its stages then run one image at a time."""
+    prior, degradation, observations = setup
+    losses = [DGPLoss(prior, degradation, obs) for obs in observations]
+    classes, seeds = [0, None, 7], [11, 12, 13]
+    together = select_latents(prior, losses, classes, n=10, std=0.5, chunk=4, seeds=seeds)
+    for loss, cls, seed, got in zip(losses, classes, seeds, together):
+        alone = select_latent(prior, loss, cls, n=10, std=0.5, chunk=4, seed=seed)
+        assert (got.candidate, got.class_index, got.class_sampled) == (alone.candidate, alone.class_index,
+                                                                       alone.class_sampled)
+        assert torch.equal(got.latent, alone.latent)
+        assert got.score == pytest.approx(alone.score, rel=1e-5)
+    assert len({s.candidate for s in together}) > 1 or len({s.class_index for s in together}) > 1
+    method = get_method_class("dgp")(**DGP)
+    batched = project_batch(method, prior, degradation, observations, class_indices=classes, seeds=seeds)
+    for obs, cls, seed, got in zip(observations, classes, seeds, batched):
+        alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
+        assert got.extras["selection"] == pytest.approx(alone.extras["selection"], rel=1e-5)
+        assert got.class_index == alone.class_index and got.class_source == alone.class_source
+        assert (got.latent - alone.latent).abs().max() <= 1e-5
+        assert (got.image - alone.image).abs().max() <= 1e-5
+        assert [e["loss"] for e in got.losses] == pytest.approx([e["loss"] for e in alone.losses], rel=1e-5)
+        assert got.generator_delta.keys() == alone.generator_delta.keys() and got.generator_delta
+
+
+@pytest.mark.parametrize("name", ["wplus", "pulse", "dgp"])
+def test_non_finite_image_stops_alone(setup, name):
     prior, degradation, observations = setup
     bad = [observations[0], observations[1] * float("nan")]
-    method = get_method_class("wplus")(**OPTIONS)
+    method = get_method_class(name)(**FAST[name])
     good, broken = project_batch(method, prior, degradation, bad, class_indices=[0, 4], seeds=[11, 12])
     alone = method.run(prior, degradation, observations[0], class_index=0, seed=11, progress=False)
     assert broken.stopped and "non-finite" in broken.stopped and good.stopped is None

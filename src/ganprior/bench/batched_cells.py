@@ -1,9 +1,10 @@
 """``bench --batch-size``: the cells of one (task, method) column restored several images at a time.
 
-Only the columns whose method has a batched version (``ganprior.methods.batched``: W, W+, CRI's offset
-stage) are gathered; each chunk of images goes through :func:`ganprior.api.run_prepared`, and every
-cell is then scored, fingerprinted and stored exactly as the one-at-a-time loop stores it, so the main
-loop of :func:`~ganprior.bench.runner.run_benchmark` finds these cells done and runs only the rest.
+Only the columns whose method has a batched version (``ganprior.methods.batched``: W, W+, PULSE, CRI's
+offset stage, DGP's candidate selection) are gathered; each chunk of images goes through
+:func:`ganprior.api.run_prepared`, and every cell is then scored, fingerprinted and stored exactly as the
+one-at-a-time loop stores it, so the main loop of :func:`~ganprior.bench.runner.run_benchmark` finds these
+cells done and runs only the rest.
 A cell's ``seconds`` is its share of its batch's wall time.
 """
 

@@ -1,5 +1,4 @@
-"""Batched W / W+ projection and CRI's offset stage: several observations (same model, task, method)
-optimised together.
+"""Batched restoration: several observations (same model, task, method) optimised together.
 
 Each image keeps what makes it independent: its own class, start latent, loss, recorder (loss curve,
 callback, NaN guard) and result. The latents are stacked into one tensor and the loss is the SUM of
@@ -8,27 +7,53 @@ per-image Adam; the LR schedule is per step, hence the same for every image of a
 whose loss turns non-finite, or whose callback asks to stop, is put back to its best state and kept
 there while the others go on. With the same seeds the results equal one-at-a-time runs.
 
-CRI's offset stage is batched (each image starts from its own centroid, with its own offset
-regulariser); its pivotal tuning then runs one image at a time, each on its own generator copy (the
-documented fallback). PTI, PULSE and DGP are not batched: callers run them one image at a time.
+* W, W+: the projection runs stacked.
+* CRI: the offset stage runs stacked (each image from its own centroid, with its own offset
+  regulariser); its pivotal tuning then runs one image at a time, each on its own generator copy.
+* PULSE: stacked spherical latents, each with its own Gaussianised-W fit, GEOCROSS term and sphere
+  radii (renormalised row by row after every step).
+* DGP: the candidate selection scores all images' candidates together (each image its own draws,
+  loss and best); its progressive fine-tuning then runs one image at a time.
+
+PTI is not batched: callers run it one image at a time.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ganprior.methods.base import Method, Result, RunStart, StepCallback, frozen, stylegan_lr_ramp
 from ganprior.methods.cri import CRI
+from ganprior.methods.dgp import DGP
 from ganprior.methods.projection import _ProjectionBase, broadcast_ws
+from ganprior.methods.pulse import PULSE, geocross, gaussianised_ws, linear_one_cycle_drop, sphere_norm
 from ganprior.models.prior import GenerativePrior
 
 
-#: methods whose latent stage runs batched (CRI: the offset stage; its pivotal tuning stays per image)
-BATCHED_METHODS = ("cri", "w", "wplus")
+#: methods with a batched version (CRI: its offset stage; DGP: its candidate selection)
+BATCHED_METHODS = ("cri", "dgp", "pulse", "w", "wplus")
+#: what of a batched method still runs one image at a time (the CLI says so under ``--batch-size``)
+PER_IMAGE_STAGES = {"cri": "pivotal tuning", "dgp": "progressive fine-tuning"}
+
+
+@dataclass
+class StackedStage:
+    """One latent stage over stacked rows (one per image): what differs between W/W+, CRI's offset and PULSE."""
+
+    name: str
+    steps: int
+    lr: Callable[[float], float]
+    #: stacked latent ``[n, L, w_dim]`` -> ws ``[n, num_ws, w_dim]``
+    to_ws: Callable[[torch.Tensor], torch.Tensor]
+    #: ``(logged name, weight, value(k, latent, ws) -> scalar)``: a per-image term added to image k's loss
+    penalty: tuple[str, float, Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
+    #: in-place change of the stacked latent after every optimiser step (PULSE's renormalisation)
+    after_step: Callable[[torch.Tensor], None] | None = None
 
 
 def project_batch(
@@ -44,11 +69,12 @@ def project_batch(
     frame_every: int = 0,
     callbacks: Sequence[StepCallback | None] | None = None,
 ) -> list[Result]:
-    """``method`` (a ``w``/``wplus``/``cri`` instance) on every observation ``[1, C, h, w]`` at once.
+    """``method`` (a ``w``/``wplus``/``cri``/``pulse``/``dgp`` instance) on every observation ``[1, C, h, w]``
+    at once.
 
     ``degradation`` is one operator for all, or one per observation (their masks may differ).
     """
-    if not isinstance(method, (_ProjectionBase, CRI)):
+    if not isinstance(method, (_ProjectionBase, CRI, PULSE, DGP)):
         raise ValueError(f"batched restoration supports {', '.join(BATCHED_METHODS)}; {method.name!r} runs one "
                          "image at a time")
     n = len(observations)
@@ -60,54 +86,75 @@ def project_batch(
     if not len(degradations) == len(weights) == len(class_indices) == len(seeds) == len(callbacks) == n:
         raise ValueError("observations, degradations, weights, class_indices, seeds and callbacks must have the "
                          "same length")
-    o, is_cri = method.options, isinstance(method, CRI)
-    runs: list[RunStart] = []
-    inits, bases = [], []
-    for obs, deg, weight, cls, seed, callback in zip(observations, degradations, weights, class_indices, seeds,
-                                                     callbacks):
-        run = method.start(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
-        if is_cri:
-            bases.append(method.centroid_start(prior, run, seed))
-            inits.append(torch.zeros_like(bases[-1]))
-        else:
-            inits.append(method.start_latent(prior, run, cls, seed))
-        runs.append(run)
+    per_image = list(zip(degradations, observations, weights, class_indices, seeds, callbacks))
+    if isinstance(method, DGP):
+        starts = [method.begin(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
+                  for deg, obs, weight, cls, seed, callback in per_image]
+        return [method.complete(prior, start, sel) for start, sel in zip(starts, method.select(prior, starts))]
+    runs = [method.start(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
+            for deg, obs, weight, cls, seed, callback in per_image]
     c = torch.cat([run.c for run in runs])
-    latent = torch.cat(inits).detach().clone().requires_grad_(True)
-    base = torch.cat(bases) if is_cri else None
-    steps, lr, stage = (o["offset_steps"], o["offset_lr"], "offset") if is_cri else (o["steps"], o["lr"], method.name)
-    _optimize_stacked(prior, runs, c, latent, steps, stylegan_lr_ramp(lr), stage, base,
-                      o["offset_weight"] if is_cri else 0.0)
-    ws = broadcast_ws(latent.detach(), prior.num_ws)
-    ws = ws if base is None else base + ws
-    if is_cri:
-        return [method.tune(prior, bases[i], ws[i:i + 1], run, seeds[i]) for i, run in enumerate(runs)]
-    return [method.finish(prior, ws[i:i + 1], run) for i, run in enumerate(runs)]
+    if isinstance(method, PULSE):
+        return _pulse_batch(method, prior, runs, c, seeds)
+    o = method.options
+    if isinstance(method, CRI):
+        base = torch.cat([method.centroid_start(prior, run, seed) for run, seed in zip(runs, seeds)])
+        weight = o["offset_weight"]
+        stage = StackedStage("offset", o["offset_steps"], stylegan_lr_ramp(o["offset_lr"]),
+                             lambda latent: base + broadcast_ws(latent, prior.num_ws),
+                             ("offset_norm", weight, lambda k, latent, ws: torch.linalg.vector_norm(latent[k]))
+                             if weight else None)
+        pivots = _optimize_stacked(prior, runs, c, torch.zeros_like(base), stage)
+        return [method.tune(prior, base[k:k + 1], pivots[k:k + 1], run, seeds[k]) for k, run in enumerate(runs)]
+    init = torch.cat([method.start_latent(prior, run, cls, seed) for run, cls, seed in zip(runs, class_indices, seeds)])
+    stage = StackedStage(method.name, o["steps"], stylegan_lr_ramp(o["lr"]),
+                         lambda latent: broadcast_ws(latent, prior.num_ws))
+    ws = _optimize_stacked(prior, runs, c, init, stage)
+    return [method.finish(prior, ws[k:k + 1], run) for k, run in enumerate(runs)]
 
 
-def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Tensor, latent: torch.Tensor,
-                      steps: int, lr, stage: str, base: torch.Tensor | None = None,
-                      offset_weight: float = 0.0) -> None:
-    """:func:`~ganprior.methods.base.optimize` for stacked independent latents (one row per run);
-    ``ws = base + latent`` and ``offset_weight·‖latent_k‖₂`` as in
-    :func:`~ganprior.methods.projection.optimize_ws`."""
+def _pulse_batch(method: PULSE, prior: GenerativePrior, runs: list[RunStart], c: torch.Tensor,
+                 seeds: list[int]) -> list[Result]:
+    """PULSE on stacked spherical latents: per-image Gaussianised-W fit, GEOCROSS and sphere radii."""
+    o = method.options
+    starts = [method.sphere_start(prior, run, seed) for run, seed in zip(runs, seeds)]
+    init = torch.cat([s.latent for s in starts])
+    mean, std, radius = torch.cat([s.mean for s in starts]), torch.cat([s.std for s in starts]), sphere_norm(init)
+
+    @torch.no_grad()
+    def back_to_sphere(latent: torch.Tensor) -> None:
+        latent.mul_(radius / sphere_norm(latent))
+
+    stage = StackedStage("pulse", o["steps"], linear_one_cycle_drop(o["lr"]),
+                         lambda latent: gaussianised_ws(latent, mean, std),
+                         ("geocross", o["geocross_weight"], lambda k, latent, ws: geocross(ws[k:k + 1]).sum()),
+                         back_to_sphere)
+    ws = _optimize_stacked(prior, runs, c, init, stage)
+    return [method.finish(prior, ws[k:k + 1], run) for k, run in enumerate(runs)]
+
+
+def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Tensor, init: torch.Tensor,
+                      stage: StackedStage) -> torch.Tensor:
+    """:func:`~ganprior.methods.base.optimize` for stacked independent latents (row k = ``runs[k]``) started
+    at ``init``; returns the final ``stage.to_ws`` of them ``[n, num_ws, w_dim]``."""
+    n, steps = len(runs), stage.steps
     if steps <= 0:
-        return
-    n = len(runs)
-    optimizer = torch.optim.Adam([latent], lr=lr(0.0), betas=(0.9, 0.999))
+        return stage.to_ws(init.detach())
+    latent = init.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([latent], lr=stage.lr(0.0), betas=(0.9, 0.999))
     best_loss, best = [math.inf] * n, latent.detach().clone()
     active = [run.recorder.stopped is None for run in runs]
     for run in runs:
-        run.recorder.timings.setdefault(stage, 0.0)
+        run.recorder.timings.setdefault(stage.name, 0.0)
     with torch.enable_grad(), frozen(prior, *[run.loss.perceptual for run in runs]):
         for i in range(steps):
             if not any(active):
                 break
             for group in optimizer.param_groups:
-                group["lr"] = lr(i / steps)
+                group["lr"] = stage.lr(i / steps)
             with runs[0].recorder.timed("_batch"):
-                ws = broadcast_ws(latent, prior.num_ws)
-                img = prior.synthesis(ws if base is None else base + ws, c)
+                ws = stage.to_ws(latent)
+                img = prior.synthesis(ws, c)
                 total = img.new_zeros(())
                 for k, run in enumerate(runs):
                     if not active[k]:
@@ -115,23 +162,24 @@ def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Ten
                     terms = run.loss.terms(img[k:k + 1])
                     loss_k = run.loss.total(terms).sum()
                     logged = {name: float(v.detach().sum()) for name, v in terms.items()}
-                    if offset_weight:
-                        reg = torch.linalg.vector_norm(latent[k])
-                        loss_k = loss_k + offset_weight * reg
-                        logged["offset_norm"] = float(reg.detach())
+                    if stage.penalty is not None:
+                        name, weight, term_of = stage.penalty
+                        term = term_of(k, latent, ws)
+                        loss_k = loss_k + weight * term
+                        logged[name] = float(term.detach())
                     value = float(loss_k.detach())
                     if not math.isfinite(value):
                         active[k] = False
-                        run.recorder.stopped = (f"non-finite loss ({value}) at {stage} step {i}: stopped and kept "
-                                                f"the best state so far (loss {best_loss[k]:.6g})")
+                        run.recorder.stopped = (f"non-finite loss ({value}) at {stage.name} step {i}: stopped and "
+                                                f"kept the best state so far (loss {best_loss[k]:.6g})")
                         continue
                     if value < best_loss[k]:
                         best_loss[k] = value
                         best[k] = latent.detach()[k]
-                    run.recorder.losses.append({"stage": stage, "step": i, "loss": value, **logged})
+                    run.recorder.losses.append({"stage": stage.name, "step": i, "loss": value, **logged})
                     if run.recorder.frame_every and i % run.recorder.frame_every == 0:
                         run.recorder.frames.append(img.detach()[k:k + 1].cpu())
-                    if not run.recorder.report(stage, i, value, img[k:k + 1]):
+                    if not run.recorder.report(stage.name, i, value, img[k:k + 1]):
                         active[k] = False
                         continue
                     total = total + loss_k
@@ -139,10 +187,13 @@ def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Ten
                 if total.requires_grad:
                     total.backward()
                     optimizer.step()
+                    if stage.after_step is not None:
+                        stage.after_step(latent)
                 with torch.no_grad():  # stopped images stay at their best state (Adam's momentum would move them)
                     for k in range(n):
                         if not active[k]:
                             latent[k] = best[k]
     shared = runs[0].recorder.timings.pop("_batch", 0.0)
     for run in runs:  # every image is charged its share of the batch's wall time
-        run.recorder.timings[stage] += shared / n
+        run.recorder.timings[stage.name] += shared / n
+    return stage.to_ws(latent.detach())

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ganprior.classify.choice import ClassCandidates
-from ganprior.methods.base import Method, Result, RunRecorder, frozen, register_method
+from ganprior.methods.base import Method, Result, RunRecorder, StepCallback, frozen, register_method
 from ganprior.methods.centroids import render_chunk
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
@@ -100,6 +101,7 @@ class Selection:
     class_index: int | None
     score: float
     class_sampled: bool
+    candidate: int = 0  # which of the draws won
 
 
 @torch.no_grad()
@@ -112,6 +114,44 @@ def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | Clas
     class, candidates' classes are uniform over all classes; with :class:`ClassCandidates` (a
     classifier's top-K) they are drawn from its weights.
     """
+    return select_latents(prior, [loss], [class_index], n, std, d_features, chunk, [seed])[0]
+
+
+@torch.no_grad()
+def select_latents(prior: GenerativePrior, losses: Sequence[DGPLoss],
+                   class_indices: Sequence[int | ClassCandidates | None], n: int, std: float,
+                   d_features: int | None = 3, chunk: int = 8, seeds: Sequence[int] = (0,)) -> list[Selection]:
+    """:func:`select_latent` for several images at once: each draws its own candidates (its own seed and
+    class), the candidates of all images are rendered together, ``chunk`` per image at a time within the
+    pixel budget (:func:`~ganprior.methods.centroids.render_chunk`), and each image scores its own
+    with its own loss and picks its own best."""
+    conditional = prior.c_dim > 0
+    draws = [_candidates(prior, cls, n, std, seed) for cls, seed in zip(class_indices, seeds, strict=True)]
+    z, classes = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
+    per_image = len(draws[0][0])
+    scores: list[list[torch.Tensor]] = [[] for _ in draws]
+    step = render_chunk(chunk * len(draws), prior.resolution)
+    for start in range(0, len(z), step):
+        zz, cls = z[start:start + step].to(prior.device), classes[start:start + step]
+        c = prior.class_matrix(cls, len(zz)) if conditional else torch.zeros(len(zz), 0, device=prior.device)
+        img = prior.synthesis(prior.mapping(zz, c), c)
+        for k in range(start // per_image, (start + len(zz) - 1) // per_image + 1):  # the images in this chunk
+            rows = slice(max(k * per_image - start, 0), min((k + 1) * per_image - start, len(zz)))
+            scores[k].append(losses[k].terms(img[rows], d_features)["d_features"].float().cpu())
+    selections = []
+    for (zk, classes_k, sampled), scores_k in zip(draws, scores):
+        scores_t = torch.cat(scores_k)
+        best = int(scores_t.argmin())
+        cls = int(classes_k[best]) if conditional else None
+        c = prior.class_matrix(cls, 1) if conditional else torch.zeros(1, 0, device=prior.device)
+        latent = prior.mapping(zk[best:best + 1].to(prior.device), c)
+        selections.append(Selection(latent.detach(), cls, float(scores_t[best]), sampled, best))
+    return selections
+
+
+def _candidates(prior: GenerativePrior, class_index: int | ClassCandidates | None, n: int,
+                std: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One image's draws ``(z [max(n, 1), z_dim], classes, class sampled?)`` from its seeded generator."""
     conditional = prior.c_dim > 0
     candidates = class_index if isinstance(class_index, ClassCandidates) else None
     sample_class = conditional and (class_index is None or candidates is not None)
@@ -123,19 +163,7 @@ def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | Clas
         classes = torch.randint(prior.c_dim, (len(z),), generator=g)
     else:
         classes = torch.full((len(z),), 0 if class_index is None else int(class_index))
-    scores = []
-    chunk = render_chunk(chunk, prior.resolution)
-    for start in range(0, len(z), chunk):
-        zz, cls = z[start:start + chunk].to(prior.device), classes[start:start + chunk]
-        c = prior.class_matrix(cls, len(zz)) if conditional else torch.zeros(len(zz), 0, device=prior.device)
-        img = prior.synthesis(prior.mapping(zz, c), c)
-        scores.append(loss.terms(img, d_features)["d_features"].float().cpu())
-    scores_t = torch.cat(scores)
-    best = int(scores_t.argmin())
-    cls = int(classes[best]) if conditional else None
-    c = prior.class_matrix(cls, 1) if conditional else torch.zeros(1, 0, device=prior.device)
-    latent = prior.mapping(z[best:best + 1].to(prior.device), c)
-    return Selection(latent.detach(), cls, float(scores_t[best]), sample_class)
+    return z, classes, sample_class
 
 
 def _class_source(prior: GenerativePrior, class_index: int | ClassCandidates | None, sampled: bool) -> str | None:
@@ -380,6 +408,14 @@ class DGP(Method):
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0, callback=None) -> Result:
+        start = self.begin(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
+                           callback)
+        return self.complete(prior, start, self.select(prior, [start])[0])
+
+    def begin(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
+              weight: torch.Tensor | None, class_index: int | ClassCandidates | None, seed: int, progress: bool,
+              frame_every: int, callback: StepCallback | None = None) -> "DGPStart":
+        """One image's plan, loss (its observation's target features) and recorder, before the selection."""
         schedule, stages, settings = self.plan()
         stages, settings, notes = _fit_to_family(prior, schedule, stages, settings)
         stand_in = None
@@ -389,12 +425,30 @@ class DGP(Method):
                          f"the {stand_in.name!r} distance instead of DGP's discriminator features")
         torch.manual_seed(seed)
         recorder = RunRecorder(progress, frame_every, callback)
-        with frozen(getattr(prior, "D", None), stand_in):  # fixed feature extractors: no gradient into them
+        with frozen(getattr(prior, "D", None), stand_in):
             loss = DGPLoss(prior, degradation, observation, weight, stand_in)
-            with recorder.timed("selection"):
-                sel = select_latent(prior, loss, class_index, int(settings["select_num"]),
-                                    float(settings["select_std"]), self.options["select_features"],
-                                    int(self.options["select_chunk"]), seed)
+        return DGPStart(schedule, stages, settings, notes, stand_in, recorder, loss, class_index, seed)
+
+    def select(self, prior: GenerativePrior, starts: Sequence["DGPStart"]) -> list[Selection]:
+        """Stage 1 for one or several images (same options) at once; each image is charged its share of
+        the time."""
+        settings, o = starts[0].settings, self.options
+        started = time.perf_counter()
+        with frozen(getattr(prior, "D", None), *[s.stand_in for s in starts]):
+            selections = select_latents(prior, [s.loss for s in starts], [s.class_index for s in starts],
+                                        int(settings["select_num"]), float(settings["select_std"]),
+                                        o["select_features"], int(o["select_chunk"]), [s.seed for s in starts])
+        share = (time.perf_counter() - started) / len(starts)
+        for s in starts:
+            s.recorder.timings["selection"] = s.recorder.timings.get("selection", 0.0) + share
+        return selections
+
+    def complete(self, prior: GenerativePrior, start: "DGPStart", sel: Selection) -> Result:
+        """Stages 2-3 from the selected start (one image, on its own generator copy) and the result."""
+        stages, settings, recorder, loss, class_index = (start.stages, start.settings, start.recorder, start.loss,
+                                                         start.class_index)
+        torch.manual_seed(start.seed)  # the global RNG as a one-image run leaves it after its selection
+        with frozen(getattr(prior, "D", None), start.stand_in):  # fixed feature extractors: no gradient into them
             c = prior.class_matrix(sel.class_index, 1) if prior.c_dim else torch.zeros(1, 0, device=prior.device)
             tuned = tunable_copy(prior)
             with torch.enable_grad():
@@ -406,16 +460,16 @@ class DGP(Method):
                 image = tuned.synthesis(outcome.latent, c).clamp(-1, 1)
                 delta = generator_delta(prior, tuned)
         extras = {
-            "schedule": schedule,
+            "schedule": start.schedule,
             "stages": [vars(st) for st in stages],
             "settings": settings,
             "selection": {"candidates": int(settings["select_num"]), "std": settings["select_std"],
-                          "score": sel.score, "class_sampled": sel.class_sampled},
+                          "score": sel.score, "class_sampled": sel.class_sampled, "candidate": sel.candidate},
             "instance_norm": bool(getattr(tuned, "instance_norm", False)),
             "early_stop": outcome.early_stop,
         }
-        if notes:
-            extras["notes"] = notes
+        if start.notes:
+            extras["notes"] = start.notes
         if isinstance(class_index, ClassCandidates):
             extras["class_weights"] = class_index.describe()
         result = Result(method=self.name, image=image, latent=outcome.latent, class_index=sel.class_index,
@@ -423,3 +477,18 @@ class DGP(Method):
                         class_source=_class_source(prior, class_index, sel.class_sampled),
                         generator_delta=delta, options=dict(self.options), extras=extras)
         return recorder.fill(result)
+
+
+@dataclass
+class DGPStart:
+    """What :meth:`DGP.begin` sets up for one image: its plan, loss, recorder, class and seed."""
+
+    schedule: str
+    stages: list[Stage]
+    settings: dict[str, Any]
+    notes: list[str]
+    stand_in: PerceptualDistance | None
+    recorder: RunRecorder
+    loss: DGPLoss
+    class_index: int | ClassCandidates | None
+    seed: int

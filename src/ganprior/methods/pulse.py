@@ -10,13 +10,15 @@ ReLU; PULSE used 1M samples, here ``fit_samples``). Loss ``100·L2 + 0.05·GEOCR
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, frozen, optimize, register_method
+from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, RunStart, frozen, optimize, register_method
 from ganprior.methods.centroids import sample_w
+from ganprior.models.prior import GenerativePrior
 
 
 def linear_one_cycle_drop(peak: float) -> Callable[[float], float]:
@@ -39,6 +41,25 @@ def geocross(ws: torch.Tensor) -> torch.Tensor:
     return (ws.shape[-1] * d.square()).mean((1, 2)) / 8
 
 
+def sphere_norm(latent: torch.Tensor) -> torch.Tensor:
+    """Per-layer radius ``[..., num_ws, 1]`` of the spherical latent."""
+    return latent.square().sum(-1, keepdim=True).add(1e-9).sqrt()
+
+
+def gaussianised_ws(latent: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``w = lrelu_0.2(latent·std + mean)``, row by row (one mean/std row per stacked image)."""
+    return F.leaky_relu(latent * std + mean, 0.2)
+
+
+@dataclass
+class SphereStart:
+    """One image's PULSE start: the seeded random latent and its Gaussianised-W fit (rows stack)."""
+
+    latent: torch.Tensor  # [1, num_ws, w_dim]
+    mean: torch.Tensor  # [1, 1, w_dim]
+    std: torch.Tensor  # [1, 1, w_dim]
+
+
 @register_method
 class PULSE(Method):
     name = "pulse"
@@ -58,31 +79,36 @@ class PULSE(Method):
         o = self.options
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
-        recorder, loss, c = run.recorder, run.loss, run.c
-        with recorder.timed("gaussian-fit"):
-            gaussian = F.leaky_relu(sample_w(prior, c, o["fit_samples"], seed), 5.0)
-            mean, std = gaussian.mean(0), gaussian.std(0)
-        g = torch.Generator().manual_seed(seed)
-        latent = torch.randn(1, prior.num_ws, prior.w_dim, generator=g).to(prior.device).requires_grad_(True)
-        radius = latent.detach().square().sum(-1, keepdim=True).add(1e-9).sqrt()
+        start = self.sphere_start(prior, run, seed)
+        latent = start.latent.requires_grad_(True)
+        radius = sphere_norm(latent.detach())
 
         def ws() -> torch.Tensor:
-            return F.leaky_relu(latent * std + mean, 0.2)
+            return gaussianised_ws(latent, start.mean, start.std)
 
         def step(i: int):
             w = ws()
-            img = prior.synthesis(w, c)
-            terms = loss.terms(img)
+            img = prior.synthesis(w, run.c)
+            terms = run.loss.terms(img)
             cross = geocross(w)
-            total = (loss.total(terms) + o["geocross_weight"] * cross).sum()
+            total = (run.loss.total(terms) + o["geocross_weight"] * cross).sum()
             logged = {k: float(v.detach().sum()) for k, v in terms.items()} | {"geocross": float(cross.detach().sum())}
             return total, logged, img
 
         @torch.no_grad()
         def back_to_sphere() -> None:
-            norm = latent.square().sum(-1, keepdim=True).add(1e-9).sqrt()
-            latent.mul_(radius / norm)
+            latent.mul_(radius / sphere_norm(latent))
 
-        with torch.enable_grad(), frozen(prior, loss.perceptual):
-            optimize("pulse", [latent], step, o["steps"], linear_one_cycle_drop(o["lr"]), recorder, back_to_sphere)
+        with torch.enable_grad(), frozen(prior, run.loss.perceptual):
+            optimize("pulse", [latent], step, o["steps"], linear_one_cycle_drop(o["lr"]), run.recorder,
+                     back_to_sphere)
         return self.finish(prior, ws().detach(), run)
+
+    def sphere_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> SphereStart:
+        """The Gaussianised-W fit for the run's class and the seeded random start latent."""
+        with run.recorder.timed("gaussian-fit"):
+            gaussian = F.leaky_relu(sample_w(prior, run.c, self.options["fit_samples"], seed), 5.0)
+            mean, std = gaussian.mean(0), gaussian.std(0)
+        g = torch.Generator().manual_seed(seed)
+        latent = torch.randn(1, prior.num_ws, prior.w_dim, generator=g).to(prior.device)
+        return SphereStart(latent, mean[None, None], std[None, None])
