@@ -46,23 +46,49 @@ def test_random_vgg_reduces_large_images_like_nvidia_vgg16():
     assert d.shape == (2,) and torch.all(d > 0) and torch.allclose(distance(a, a), torch.zeros(2), atol=1e-6)
 
 
-def test_filtered_lrelu_recomputation_gives_the_same_gradients(monkeypatch):
+def _filtered_lrelu_outputs(monkeypatch, recompute: int, chunk: int, batch: int = 2, up: int = 2):
+    """Output and gradients (x, bias) of one filtered_lrelu call under the given thresholds."""
     from ganprior.ops import filtered_lrelu as op
 
+    monkeypatch.setattr(op, "RECOMPUTE_NUMEL", recompute)
+    monkeypatch.setattr(op, "CHUNK_NUMEL", chunk)
     g = torch.Generator().manual_seed(0)
-    x0, b0 = torch.randn(2, 4, 12, 12, generator=g), torch.randn(4, generator=g)
+    x, b = torch.randn(batch, 5, 12, 12, generator=g).requires_grad_(True), torch.randn(5, generator=g).requires_grad_(True)
     fu = fd = torch.tensor([0.1, 0.4, 0.4, 0.1])
+    padding = 3 if up == 2 else [-2, -3, -2, -3]
+    y = op.filtered_lrelu(x, fu, fd, b, up=up, down=2, padding=padding, clamp=2.0)
+    (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+    return y.detach(), x.grad, b.grad
 
-    def grads(threshold: int):
-        monkeypatch.setattr(op, "RECOMPUTE_NUMEL", threshold)
-        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
-        y = op.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=3, clamp=2.0)
-        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
-        return y.detach(), x.grad, b.grad
 
-    stored, recomputed = grads(2**40), grads(1)
+def test_filtered_lrelu_recomputation_gives_the_same_gradients(monkeypatch):
+    stored = _filtered_lrelu_outputs(monkeypatch, 2**40, 2**40)
+    recomputed = _filtered_lrelu_outputs(monkeypatch, 1, 2**40)  # one chunk, recomputed in backward
     for a, b in zip(stored, recomputed):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("batch, up", [(1, 2), (3, 2), (2, 4)])
+@pytest.mark.parametrize("chunk", [1, 700, 3000])  # one plane, a few planes, several images' planes
+def test_filtered_lrelu_in_chunks_equals_one_call(monkeypatch, batch, up, chunk):
+    whole = _filtered_lrelu_outputs(monkeypatch, 2**40, 2**40, batch, up)
+    chunked = _filtered_lrelu_outputs(monkeypatch, 1, chunk, batch, up)
+    for a, b in zip(whole, chunked):  # depthwise convs over fewer channels may round differently
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert whole[0].abs().max() > 0.1 and whole[1].abs().max() > 0.01  # not a vacuous comparison
+
+
+def test_filtered_lrelu_chunks_without_autograd(monkeypatch):
+    from ganprior.ops import filtered_lrelu as op
+
+    x, b = torch.randn(2, 5, 12, 12), torch.randn(5)
+    fu = fd = torch.tensor([0.1, 0.4, 0.4, 0.1])
+    with torch.no_grad():
+        whole = op.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=3)
+        monkeypatch.setattr(op, "RECOMPUTE_NUMEL", 1)
+        monkeypatch.setattr(op, "CHUNK_NUMEL", 600)
+        chunked = op.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=3)
+    assert torch.allclose(whole, chunked, rtol=1e-5, atol=1e-6)
 
 
 def test_scoring_chunks_shrink_with_resolution():
