@@ -2,7 +2,8 @@
 reconstruction.
 
 1. Start: the best of ``select_num`` random latents (z ~ N(0, select_std²), the class sampled with it
-   when none is given) under the discriminator-feature distance to the observation, scored in chunks.
+   when none is given) under the discriminator-feature distance to the observation, scored in chunks
+   (for several images at once, each with its own draws and best: :func:`select_latents`).
 2. Progressive fine-tuning: stages that tune the latent and the leading ``tuned_groups`` generator
    groups (``prior.blocks()``, shallow to deep), each stage with its own iterations, loss weights and
    learning rates (``dgp_presets.py``: the paper's tables 6-11 or the official scripts' values).
@@ -430,8 +431,8 @@ class DGP(Method):
         return DGPStart(schedule, stages, settings, notes, stand_in, recorder, loss, class_index, seed)
 
     def select(self, prior: GenerativePrior, starts: Sequence["DGPStart"]) -> list[Selection]:
-        """Stage 1 for one or several images (same options) at once; each image is charged its share of
-        the time."""
+        """The selection (step 1) for one or several images (same options) at once; each image is charged
+        its share of the time."""
         settings, o = starts[0].settings, self.options
         started = time.perf_counter()
         with frozen(getattr(prior, "D", None), *[s.stand_in for s in starts]):
@@ -444,7 +445,8 @@ class DGP(Method):
         return selections
 
     def complete(self, prior: GenerativePrior, start: "DGPStart", sel: Selection) -> Result:
-        """Stages 2-3 from the selected start (one image, on its own generator copy) and the result."""
+        """The progressive fine-tuning (step 2) from the selected start, one image on its own generator
+        copy, and the result."""
         stages, settings, recorder, loss, class_index = (start.stages, start.settings, start.recorder, start.loss,
                                                          start.class_index)
         torch.manual_seed(start.seed)  # the global RNG as a one-image run leaves it after its selection
