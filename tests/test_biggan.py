@@ -303,3 +303,91 @@ def test_config_round_trip_is_bit_identical():
             assert torch.equal(fa, fb)
     with pytest.raises(ValueError, match="unknown BigGAN config keys"):
         biggan.from_config({**config, "G_lr": 1e-4}, prior.state_dict())
+
+
+# ----- speed-ups: same results as the plain formulation, cache never stale --------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 4, 4), (2, 6, 8, 8)])  # below / above the transposed-conv threshold
+def test_resampling_convs_equal_the_official_formulation(shape):
+    torch.manual_seed(0)
+    conv = biggan.SNConv2d(6, 5, 3, padding=1, eps=1e-6).eval()
+    x = torch.randn(shape, requires_grad=True)
+    weight = torch.randn(5, 6, 3, 3)
+    cases = [  # (ours, the official op order)
+        (lambda: biggan._upsample_conv3x3(x, conv), lambda: conv(torch.nn.functional.interpolate(x, scale_factor=2))),
+        (lambda: biggan._conv3x3_avg_pool(x, conv), lambda: torch.nn.functional.avg_pool2d(conv(x), 2)),
+        (lambda: biggan._add_upsampled(conv(torch.nn.functional.interpolate(x, scale_factor=2)), conv(x)),
+         lambda: conv(torch.nn.functional.interpolate(x, scale_factor=2))
+         + torch.nn.functional.interpolate(conv(x), scale_factor=2)),
+    ]
+    for ours, official in cases:
+        results = []
+        for fn in (ours, official):
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+            out = fn()
+            grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
+                                        [x, conv.weight, conv.bias])
+            results.append([out, *grads])
+        for a, b in zip(*results):
+            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_self_attention_equals_explicit_softmax():
+    torch.manual_seed(0)
+    attention = SelfAttention(16, biggan._SpectralNorm(1, 1, 1e-6)).eval()
+    with torch.no_grad():
+        attention.gamma.fill_(0.7)
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    ours = attention(x)
+    theta = attention.theta(x).flatten(2)
+    phi = torch.nn.functional.max_pool2d(attention.phi(x), 2).flatten(2)
+    g = torch.nn.functional.max_pool2d(attention.g(x), 2).flatten(2)
+    beta = torch.softmax(theta.transpose(1, 2) @ phi, -1)
+    official = attention.gamma * attention.o((g @ beta.transpose(1, 2)).view(2, 8, 8, 8)) + x
+    assert torch.allclose(ours, official, atol=1e-5)
+    grad_ours, grad_official = (torch.autograd.grad(out.square().sum(), x)[0] for out in (ours, official))
+    assert torch.allclose(grad_ours, grad_official, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_spectral_norm_follows_every_weight_change():
+    """A frozen eval-mode prior reuses its normalised weights; after an optimiser step, an in-place edit,
+    a ``.data`` swap or a new ``u``, its output still equals a freshly built prior's."""
+    prior = _tiny_prior()
+    layer = prior.G.blocks[0][0].conv1
+    z, c = prior.sample_z(2, torch.Generator().manual_seed(0)), prior.class_matrix([1, 5], 2)
+
+    def fresh_output() -> torch.Tensor:
+        fresh = BigGANPrior(TINY)
+        fresh.load_state_dict(prior.state_dict())
+        with torch.no_grad():
+            return fresh.discriminate(fresh(z, c))[0]
+
+    def output() -> torch.Tensor:
+        prior.requires_grad_(False)
+        with torch.no_grad():
+            return prior.discriminate(prior(z, c))[0]
+
+    assert torch.equal(output(), fresh_output())
+    assert layer.normalized_weight() is layer.normalized_weight()  # cached while frozen ...
+    with torch.enable_grad():
+        layer.weight.requires_grad_(True)
+        assert layer.normalized_weight().requires_grad  # ... but never when a gradient is wanted
+
+    prior.G.requires_grad_(True)
+    optimizer = torch.optim.Adam(prior.G.parameters(), lr=1e-2)
+    prior.render(z, prior.class_embedding(c)).square().mean().backward()
+    optimizer.step()
+    assert torch.equal(output(), fresh_output())
+    noise = torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(1))
+    edits = [lambda: layer.weight[0].mul_(0.5),  # not all of it: the normalised weight is scale-invariant
+             lambda: setattr(layer, "weight", torch.nn.Parameter(layer.weight + 0.1 * noise)),
+             lambda: setattr(layer.weight, "data", layer.weight.data - 0.1 * noise), lambda: layer.u0.copy_(layer.u0.flip(1)),
+             lambda: prior.D.blocks[0][0].conv2.weight[0].add_(0.1)]
+    for edit in edits:
+        before = output()
+        with torch.no_grad():
+            edit()
+        after = output()
+        assert not torch.equal(before, after) and torch.equal(after, fresh_output())

@@ -241,8 +241,13 @@ class ConditionalBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         gain = (1 + self.gain(cond)).view(cond.size(0), -1, 1, 1)
         bias = self.bias(cond).view(cond.size(0), -1, 1, 1)
-        out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, self.training, 0.1, self.eps)
-        return out * gain + bias
+        if self.training:  # batch statistics, and the running averages updated
+            out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, True, 0.1, self.eps)
+            return out * gain + bias
+        # Stored statistics: normalisation and class gain/bias fold into one affine map per (image, channel),
+        # applied in a single pass over x (forward and backward) instead of three.
+        scale = gain * torch.rsqrt(self.stored_var + self.eps).view(1, -1, 1, 1)
+        return torch.addcmul(bias - self.stored_mean.view(1, -1, 1, 1) * scale, x, scale)
 
 
 class OutputBatchNorm(nn.Module):
@@ -273,13 +278,59 @@ class SelfAttention(nn.Module):
         self.gamma = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n_pixels = x.shape[2] * x.shape[3]
-        theta = self.theta(x).view(-1, self.ch // 8, n_pixels)
-        phi = F.max_pool2d(self.phi(x), [2, 2]).view(-1, self.ch // 8, n_pixels // 4)
-        g = F.max_pool2d(self.g(x), [2, 2]).view(-1, self.ch // 2, n_pixels // 4)
-        beta = F.softmax(torch.bmm(theta.transpose(1, 2), phi), -1)
-        o = self.o(torch.bmm(g, beta.transpose(1, 2)).view(-1, self.ch // 2, x.shape[2], x.shape[3]))
+        n, _, height, width = x.shape
+        # [N, 1 head, pixels, channels] for scaled_dot_product_attention; softmax(theta^T phi) has no 1/sqrt(d)
+        theta = self.theta(x).flatten(2).transpose(1, 2)[:, None]
+        phi = F.max_pool2d(self.phi(x), [2, 2]).flatten(2).transpose(1, 2)[:, None]
+        g = F.max_pool2d(self.g(x), [2, 2]).flatten(2).transpose(1, 2).contiguous()[:, None]
+        # The fused (tiled, flash) kernel never stores the pixels x pixels/4 attention matrix, which costs
+        # the official bmm/softmax most of G's time; on CPU it needs one head size for q, k and v, and
+        # zero-padding theta and phi leaves every dot product theta.phi unchanged.
+        pad = g.shape[-1] - theta.shape[-1]
+        o = F.scaled_dot_product_attention(F.pad(theta, (0, pad)), F.pad(phi, (0, pad)), g, scale=1.0)
+        o = self.o(o[:, 0].transpose(1, 2).reshape(n, self.ch // 2, height, width))
         return self.gamma * o + x
+
+
+def _adjacent_tap_sums(weight: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` kernel -> ``[..., 4, 4]``: zero-pad to 5x5, then sum every 2x2 window of taps."""
+    padded = F.pad(weight, (1, 1, 1, 1))
+    rows = padded[..., 1:, :] + padded[..., :-1, :]
+    return rows[..., 1:] + rows[..., :-1]
+
+
+def _upsampled_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 conv after 2x nearest upsampling == stride-2 transposed conv with this 4x4 kernel ([in, out, 4, 4])."""
+    return _adjacent_tap_sums(weight.flip(2, 3)).transpose(0, 1)
+
+
+def _pooled_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 conv then 2x2 average pooling == stride-2 4x4 conv with this kernel."""
+    return _adjacent_tap_sums(weight) * 0.25
+
+
+#: below this many input pixels (batch x H x W) oneDNN's transposed conv was slower here than upsample + conv
+_MIN_PIXELS_FOR_TRANSPOSED_CONV = 64
+
+
+def _upsample_conv3x3(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
+    """``conv(F.interpolate(x, scale_factor=2))`` without the upsampled input: each output pixel sees a 2x2
+    input patch, so one transposed conv does 4 instead of 9 multiply-adds per output (same result up to
+    float rounding: the kernel taps that see the same input pixel are summed first)."""
+    if x.shape[0] * x.shape[2] * x.shape[3] < _MIN_PIXELS_FOR_TRANSPOSED_CONV:
+        return conv(F.interpolate(x, scale_factor=2))
+    return F.conv_transpose2d(x, conv.normalized_weight(_upsampled_kernel), conv.bias, stride=2, padding=1)
+
+
+def _conv3x3_avg_pool(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
+    """``F.avg_pool2d(conv(x), 2)`` as one stride-2 4x4 conv: 16 instead of 36 multiply-adds per output."""
+    return F.conv2d(x, conv.normalized_weight(_pooled_kernel), conv.bias, stride=2, padding=1)
+
+
+def _add_upsampled(h: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """``h + F.interpolate(low, scale_factor=2)`` by broadcasting, without materialising the upsampled ``low``."""
+    n, c, height, width = low.shape
+    return (h.reshape(n, c, height, 2, width, 2) + low[:, :, :, None, :, None]).reshape(h.shape)
 
 
 class GBlock(nn.Module):
@@ -318,9 +369,7 @@ class GBlock(nn.Module):
         else:
             h = self.bn1(x, cond)
             self.in_initialized = False  # DGP: any BN forward makes the next IN forward re-initialise
-        h = F.interpolate(F.relu(h), scale_factor=2)
-        x = F.interpolate(x, scale_factor=2)
-        h = self.conv1(h)
+        h = _upsample_conv3x3(F.relu(h), self.conv1)
         if use_in:
             if not self.in_initialized:
                 self._match_instance_norm(self.in2, self.bn2(h, cond))
@@ -329,7 +378,8 @@ class GBlock(nn.Module):
         else:
             h = self.bn2(h, cond)
         h = self.conv2(F.relu(h))
-        return h + self.conv_sc(x)
+        # the 1x1 shortcut conv commutes with nearest upsampling: run it on the 4x smaller input
+        return _add_upsampled(h, self.conv_sc(x))
 
 
 class DBlock(nn.Module):
@@ -347,17 +397,15 @@ class DBlock(nn.Module):
             self.conv_sc = sn.conv(cin, cout, kernel=1)
 
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if self.preactivation:  # conv then pool (cheaper); the first block pools the RGB input first
-            x = self.conv_sc(x) if self.learnable_sc else x
-            return F.avg_pool2d(x, 2) if self.downsample else x
+        # The official blocks after the first convolve, then pool; a 1x1 conv commutes with average
+        # pooling (bias included), and pooling first makes the conv 4x cheaper.
         x = F.avg_pool2d(x, 2) if self.downsample else x
         return self.conv_sc(x) if self.learnable_sc else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(x) if self.preactivation else x
-        h = self.conv2(F.relu(self.conv1(h)))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
+        h = F.relu(self.conv1(h))
+        h = _conv3x3_avg_pool(h, self.conv2) if self.downsample else self.conv2(h)
         return h + self._shortcut(x)
 
 

@@ -5,13 +5,23 @@ buffers named ``u0, u1, ...`` (plus logging-only ``sv0, ...``) on the layer itse
 power iteration on *every* forward, also in eval mode. In eval mode the refreshed ``u`` is simply not
 written back, so the divisor is recomputed each call from the stored ``u`` and the current weight. DGP
 relies on that: it fine-tunes G in eval mode, so sigma follows the tuned weights while ``u`` stays put.
+
+Speed: in eval mode the result is a pure function of ``weight`` and the stored ``u``, so while neither
+changes (a frozen generator or discriminator: latent steps, candidate selection, feature losses) the
+normalised weight is computed once and reused, keyed on the tensors' storage and version counters,
+which every in-place write (optimiser steps, ``load_state_dict``, ``copy_``) advances. The cache costs
+one extra copy of each frozen layer's weight.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+WeightTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _remove_projections(x: torch.Tensor, basis: list[torch.Tensor]) -> torch.Tensor:
@@ -60,9 +70,35 @@ class SpectralNormMixin:
             self.register_buffer(f"u{i}", torch.randn(1, num_outputs))  # type: ignore[attr-defined]
             self.register_buffer(f"sv{i}", torch.ones(1))  # type: ignore[attr-defined]
 
-    def normalized_weight(self) -> torch.Tensor:
-        """``weight / sigma_0``. In eval mode the iterations would all restart from the same stored
-        ``u``, so one is run; in training mode ``num_itrs`` chained steps update ``u`` and ``sv``."""
+    def normalized_weight(self, transform: WeightTransform | None = None) -> torch.Tensor:
+        """``weight / sigma_0``, passed through ``transform`` if given (a fixed function of the weight,
+        e.g. a resampled kernel). In eval mode the iterations would all restart from the same stored
+        ``u``, so one is run; in training mode ``num_itrs`` chained steps update ``u`` and ``sv``.
+
+        Cached (one entry per layer, for the last ``transform``) while nothing can make it differ from
+        a fresh computation: eval mode, no gradient wanted for ``weight``, and the same weight and ``u``
+        storage at the same versions.
+        """
+        if not self._cacheable():
+            return self._compute_normalized_weight(transform)
+        sources = [self.weight, *(getattr(self, f"u{i}") for i in range(self.num_svs))]
+        key = (transform, [(t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in sources])
+        cached = self.__dict__.get("_sn_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                value = self._compute_normalized_weight(transform)
+            # the detached aliases keep the keyed storage alive, so its address cannot be reused by new data
+            cached = (key, value, [t.detach() for t in sources])
+            self.__dict__["_sn_cache"] = cached
+        return cached[1]
+
+    def _cacheable(self) -> bool:
+        weight = self.weight
+        return not (self.training or (weight.requires_grad and torch.is_grad_enabled())
+                    or torch.is_inference_mode_enabled()  # inference tensors cannot be saved for backward later
+                    or torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(weight))
+
+    def _compute_normalized_weight(self, transform: WeightTransform | None) -> torch.Tensor:
         matrix = self.weight.view(self.weight.size(0), -1)
         us = [getattr(self, f"u{i}") for i in range(self.num_svs)]
         for _ in range(self.num_itrs if self.training else 1):
@@ -71,7 +107,8 @@ class SpectralNormMixin:
             with torch.no_grad():
                 for i, sigma in enumerate(sigmas):
                     getattr(self, f"sv{i}")[:] = sigma
-        return self.weight / sigmas[0]
+        weight = self.weight / sigmas[0]
+        return weight if transform is None else transform(weight)
 
 
 class SNConv2d(nn.Conv2d, SpectralNormMixin):
