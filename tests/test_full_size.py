@@ -91,6 +91,24 @@ def test_filtered_lrelu_chunks_without_autograd(monkeypatch):
     assert torch.allclose(whole, chunked, rtol=1e-5, atol=1e-6)
 
 
+def test_modulated_conv_recomputed_weights_give_the_same_gradients(monkeypatch):
+    from ganprior.models import stylegan3
+
+    g = torch.Generator().manual_seed(0)
+    x0, s0 = torch.randn(2, 6, 9, 9, generator=g), torch.randn(2, 6, generator=g)
+    weight, gain = torch.randn(5, 6, 3, 3, generator=g), torch.tensor(0.7)
+
+    def outputs(threshold: int):
+        monkeypatch.setattr(stylegan3, "RECOMPUTE_WEIGHT_NUMEL", threshold)
+        x, s = x0.clone().requires_grad_(True), s0.clone().requires_grad_(True)
+        y = stylegan3.modulated_conv2d(x, weight, s, padding=2, input_gain=gain)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        return y.detach(), x.grad, s.grad
+
+    for a, b in zip(outputs(2**40), outputs(1)):
+        assert torch.equal(a, b)
+
+
 def test_scoring_chunks_shrink_with_resolution():
     from ganprior.methods.centroids import render_chunk
 

@@ -21,6 +21,7 @@ import scipy.signal
 import scipy.special
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ganprior.loading.safe_pickle import PersistentNode, generator_node, state_dict_of
 from ganprior.models import stylegan2
@@ -312,11 +313,30 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
     return torch.as_tensor(f, dtype=torch.float32)
 
 
+#: per-image modulated weights (elements, all images) from which backward recomputes them from the
+#: styles instead of storing the chain's copies (a 1024-channel 3x3 layer's are 37 MB per image each)
+RECOMPUTE_WEIGHT_NUMEL = 2**20
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      padding: int = 0, input_gain: torch.Tensor | None = None) -> torch.Tensor:
     """SG3 modulated conv (spec §3.7): pre-normalised weight and batch-global style RMS, grouped conv."""
     batch = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
+    args = (weight, styles, demodulate, input_gain, batch)
+    if torch.is_grad_enabled() and batch * weight.numel() >= RECOMPUTE_WEIGHT_NUMEL:
+        # keeps the styles only; the conv itself still keeps the final weights it needs for backward
+        w = checkpoint(_modulated_weight, *args, use_reentrant=False)
+    else:
+        w = _modulated_weight(*args)
+    x = x.reshape(1, -1, *x.shape[2:])
+    x = nn.functional.conv2d(x, w.to(x.dtype), padding=padding, groups=batch)
+    return x.reshape(batch, -1, *x.shape[2:])
+
+
+def _modulated_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool,
+                      input_gain: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """Per-image weights ``[batch * out, in, k, k]`` of :func:`modulated_conv2d`."""
+    in_channels, kh, kw = weight.shape[1:]
     w, s = weight, styles
     if demodulate:
         w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
@@ -327,10 +347,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         w = w * dcoefs.unsqueeze(2).unsqueeze(3).unsqueeze(4)
     if input_gain is not None:
         w = w * input_gain.expand(batch, in_channels).unsqueeze(1).unsqueeze(3).unsqueeze(4)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = nn.functional.conv2d(x, w.to(x.dtype), padding=padding, groups=batch)
-    return x.reshape(batch, -1, *x.shape[2:])
+    return w.reshape(-1, in_channels, kh, kw)
 
 
 class SynthesisLayer(nn.Module):
