@@ -20,14 +20,18 @@ from torch import nn
 
 from ganprior.models.prior import GenerativePrior
 
-_COMPILED: dict[tuple[type, str, str | None], Callable] = {}
+_COMPILED: dict[tuple[type, str, str | None, bool | None], Callable] = {}
 
 
-def compile_method(module: nn.Module, name: str = "forward", mode: str | None = None) -> None:
-    """Replace ``module.<name>`` by the compiled class function, bound to ``module``."""
-    key = (type(module), name, mode)
+def compile_method(module: nn.Module, name: str = "forward", mode: str | None = None,
+                   dynamic: bool | None = None) -> None:
+    """Replace ``module.<name>`` by the compiled class function, bound to ``module``.
+
+    ``dynamic``: ``torch.compile``'s: ``None`` compiles static shapes first and a shape-generic graph
+    when a new shape comes; ``False`` keeps every shape static (what a first call gets)."""
+    key = (type(module), name, mode, dynamic)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(getattr(type(module), name), mode=mode)
+        _COMPILED[key] = torch.compile(getattr(type(module), name), mode=mode, dynamic=dynamic)
     setattr(module, name, types.MethodType(_COMPILED[key], module))
 
 
@@ -36,15 +40,15 @@ def is_compiled(module: nn.Module, name: str = "forward") -> bool:
     return isinstance(bound, types.MethodType) and bound.__func__ in _COMPILED.values()
 
 
-def compile_prior(prior: GenerativePrior, mode: str | None = None) -> GenerativePrior:
+def compile_prior(prior: GenerativePrior, mode: str | None = None, dynamic: bool | None = None) -> GenerativePrior:
     """Compile what every method runs at each step: the synthesis network (BigGAN: its whole G,
     which is its synthesis) and the discriminator's feature pass when there is a discriminator."""
     G = getattr(prior, "G", None)
     if not isinstance(G, nn.Module):
         raise TypeError(f"--compile: {type(prior).__name__} has no generator module G to compile")
     synthesis = getattr(G, "synthesis", None)
-    compile_method(synthesis if isinstance(synthesis, nn.Module) else G, "forward", mode)
+    compile_method(synthesis if isinstance(synthesis, nn.Module) else G, "forward", mode, dynamic)
     D = getattr(prior, "D", None)
     if isinstance(D, nn.Module):
-        compile_method(D, "forward_with_features" if hasattr(D, "forward_with_features") else "forward", mode)
+        compile_method(D, "forward_with_features" if hasattr(D, "forward_with_features") else "forward", mode, dynamic)
     return prior
