@@ -133,7 +133,8 @@ def main() -> None:
         prior = full_size.build(model, args.width, args.resolution)
         n_g, n_d = full_size.parameter_count(prior)
         info = results["models"].setdefault(model, {"cases": {}})
-        info.update(resolution=prior.resolution, num_ws=prior.num_ws, params_G=n_g, params_D=n_d)
+        info.update(resolution=prior.resolution, num_ws=prior.num_ws, params_G=n_g, params_D=n_d,
+                    step_gflop=full_size.step_gflop(prior))  # moves it to the meta device
         del prior
         if not args.no_step:
             for batch in args.batches:

@@ -34,7 +34,13 @@ def test_reduced_architecture_runs_every_method(name):
 def test_step_measures_batches():
     prior = full_size.build("stylegan2-ffhq-1024x1024", width=1 / 16, resolution=32)
     one, two = full_size.run_step(prior, 1), full_size.run_step(prior, 2)
-    assert one["batch"] == 1 and two["batch"] == 2 and two["s_per_step"] > 0
+    assert one["batch"] == 1 and two["batch"] == 2 and two["s_per_step"] > 0 and two["cpu_s_per_step"] > 0
+
+
+@pytest.mark.parametrize("name", ["stylegan3-t-ffhq-1024x1024", "biggan-dgp-256"])
+def test_step_flops_grow_with_width(name):
+    narrow, wide = (full_size.step_gflop(full_size.build(name, width=w, resolution=32)) for w in (1 / 16, 1 / 8))
+    assert 0 < narrow["forward"] < wide["forward"] and wide["backward"] >= wide["forward"]
 
 
 def test_random_vgg_reduces_large_images_like_nvidia_vgg16():

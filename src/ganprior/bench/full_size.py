@@ -179,6 +179,23 @@ def parameter_count(prior: GenerativePrior) -> tuple[int, int]:
     return sum(p.numel() for p in prior.parameters()) - n_d, n_d
 
 
+def step_gflop(prior: GenerativePrior) -> dict[str, float]:
+    """Floating-point operations (GFLOP, torch's FLOP counter: matmuls and convs) of one synthesis
+    forward and its backward to the latents at batch 1, counted on the meta device (nothing runs).
+    Moves ``prior`` to the meta device: call it on a copy you no longer need."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    prior = prior.to("meta")
+    c = torch.zeros(1, prior.c_dim, device="meta")
+    shape = (1, prior.num_ws, prior.w_dim) if prior.has_mapping else (1, 1, prior.z_dim)
+    latent = torch.zeros(shape, device="meta", requires_grad=True)
+    with FlopCounterMode(display=False) as forward:
+        img = prior.synthesis(latent, c)
+    with FlopCounterMode(display=False) as backward:
+        img.sum().backward()
+    return {"forward": round(forward.get_total_flops() / 1e9, 1), "backward": round(backward.get_total_flops() / 1e9, 1)}
+
+
 def bench_options(method: str, prior: GenerativePrior, perceptual: str) -> dict[str, Any]:
     """Options that keep a measurement short but exercise every stage: the centroid bank and the
     candidate selection keep their real sizes at the *scoring* end (10 centroids, 8 per chunk), the
