@@ -21,6 +21,7 @@ from ganprior.methods.base import (
     ReconstructionLoss,
     Result,
     RunRecorder,
+    RunStart,
     constant_lr,
     frozen,
     optimize,
@@ -31,31 +32,39 @@ from ganprior.models.prior import GenerativePrior
 
 
 class LocalityRegularizer:
-    """``perceptual_weight·P(x_r, x_r*) + l2_weight·MSE(x_r, x_r*)`` at a latent α away from the pivot."""
+    """Where the locality term ``perceptual_weight·P(x_r, x_r*) + l2_weight·MSE(x_r, x_r*)`` is taken: a latent
+    α away from the pivot, one per step.
 
-    def __init__(self, original: GenerativePrior, pivot: torch.Tensor, perceptual, alpha: float = 30.0,
-                 perceptual_weight: float = 10.0, l2_weight: float = 0.0, seed: int = 0) -> None:
-        self.original, self.pivot, self.perceptual = original, pivot, perceptual
-        self.alpha, self.perceptual_weight, self.l2_weight = alpha, perceptual_weight, l2_weight
+    Split in two so that the tuned generator renders ``w_r`` in the same call as the pivot (one batch of
+    two, which the batched tuning in ``batched_tuning.py`` runs per image as well): :meth:`anchor`
+    draws ``w_r`` and :func:`locality_distance` compares the two renderings of it.
+    """
+
+    def __init__(self, original: GenerativePrior, pivot: torch.Tensor, alpha: float = 30.0, seed: int = 0) -> None:
+        self.original, self.pivot, self.alpha = original, pivot, alpha
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, tuned: GenerativePrior) -> torch.Tensor:
+    @torch.no_grad()
+    def anchor(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's ``w_r`` ``[1, num_ws, w_dim]`` and its class row ``[1, c_dim]``."""
         g, prior = self.generator, self.original
         z = torch.randn(1, prior.z_dim, generator=g).to(prior.device)
         cls = int(torch.randint(prior.c_dim, (1,), generator=g)) if prior.c_dim else None
         c = prior.class_matrix(cls, 1)
-        with torch.no_grad():
-            w = prior.mapping(z, c, truncation_psi=0.5)
-            direction = w - self.pivot
-            w_r = self.pivot + self.alpha * direction / torch.linalg.vector_norm(direction).clamp_min(1e-8)
-            old = prior.synthesis(w_r, c)
-        new = tuned.synthesis(w_r, c)
-        reg = new.new_zeros(())
-        if self.perceptual_weight:
-            reg = reg + self.perceptual_weight * self.perceptual(new, old).sum()
-        if self.l2_weight:
-            reg = reg + self.l2_weight * (new - old).square().mean()
-        return reg
+        w = prior.mapping(z, c, truncation_psi=0.5)
+        direction = w - self.pivot
+        return self.pivot + self.alpha * direction / torch.linalg.vector_norm(direction).clamp_min(1e-8), c
+
+
+def locality_distance(perceptual, new: torch.Tensor, old: torch.Tensor, perceptual_weight: float,
+                      l2_weight: float) -> torch.Tensor:
+    """Per-sample ``[N]`` regulariser between the tuned (``new``) and original (``old``) renderings."""
+    reg = new.new_zeros(new.shape[0])
+    if perceptual_weight:
+        reg = reg + perceptual_weight * perceptual(new, old)
+    if l2_weight:
+        reg = reg + l2_weight * (new - old).square().flatten(1).mean(1)
+    return reg
 
 
 def generator_delta(original: GenerativePrior, tuned: GenerativePrior) -> dict[str, torch.Tensor]:
@@ -92,16 +101,21 @@ def pivotal_tuning(
     params = tuned.synthesis_parameters()
     for p in params:
         p.requires_grad_(True)
-    regularizer = LocalityRegularizer(prior, pivot, loss.perceptual, reg_alpha, reg_perceptual_weight,
-                                      reg_l2_weight, seed) if reg_weight else None
+    regularizer = LocalityRegularizer(prior, pivot, reg_alpha, seed) if reg_weight else None
 
     def step(i: int):
-        img = tuned.synthesis(pivot, c)
+        if regularizer is None:
+            img = tuned.synthesis(pivot, c)
+        else:
+            w_r, c_r = regularizer.anchor()
+            with torch.no_grad():
+                old = prior.synthesis(w_r, c_r)
+            img, new = tuned.synthesis(torch.cat([pivot, w_r]), torch.cat([c, c_r])).split(1)
         terms = loss.terms(img)
         total = loss.total(terms).sum()
         logged = {k: float(v.detach().sum()) for k, v in terms.items()}
         if regularizer is not None:
-            reg = regularizer(tuned)
+            reg = locality_distance(loss.perceptual, new, old, reg_perceptual_weight, reg_l2_weight).sum()
             total = total + reg_weight * reg
             logged["locality"] = float(reg.detach())
         return total, logged, img
@@ -137,15 +151,26 @@ class PTI(Method):
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0, callback=None) -> Result:
         o = self.options
-        if o["projection_space"] not in ("w", "wplus"):
-            raise ValueError(f"projection_space must be 'w' or 'wplus', got {o['projection_space']!r}")
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
         recorder, loss, c = run.recorder, run.loss, run.c
-        with recorder.timed("start"):
-            start = mean_w(prior, c, o["w_avg_samples"], seed)
-        init = start.expand(-1, prior.num_ws, -1).clone() if o["projection_space"] == "wplus" else start
+        init = self.pivot_start(prior, run, seed)
         pivot = optimize_ws(prior, c, loss, init, o["projection_steps"], o["projection_lr"], recorder, "projection")
-        tuned = pivotal_tuning(prior, pivot, c, loss, recorder, o["tuning_steps"], o["tuning_lr"], o["reg_weight"],
-                               o["reg_alpha"], o["reg_perceptual_weight"], o["reg_l2_weight"], seed)
+        tuned = pivotal_tuning(prior, pivot, c, loss, recorder, **tuning_options(o), seed=seed)
         return self.finish(prior, pivot, run, generator_delta(prior, tuned), tuned)
+
+    def pivot_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> torch.Tensor:
+        """The projection's start, the class-weighted ``w_avg``: ``[1, 1, w_dim]`` (W) or ``[1, num_ws, w_dim]`` (W+)."""
+        o = self.options
+        if o["projection_space"] not in ("w", "wplus"):
+            raise ValueError(f"projection_space must be 'w' or 'wplus', got {o['projection_space']!r}")
+        with run.recorder.timed("start"):
+            start = mean_w(prior, run.c, o["w_avg_samples"], seed)
+        return start.expand(-1, prior.num_ws, -1).clone() if o["projection_space"] == "wplus" else start
+
+
+def tuning_options(options: dict) -> dict:
+    """:func:`pivotal_tuning`'s keyword arguments from a method's options (PTI's and CRI's names)."""
+    return dict(steps=options["tuning_steps"], lr=options["tuning_lr"], reg_weight=options["reg_weight"],
+                reg_alpha=options["reg_alpha"], reg_perceptual_weight=options["reg_perceptual_weight"],
+                reg_l2_weight=options["reg_l2_weight"])

@@ -195,14 +195,10 @@ class SynthesisInput(nn.Module):
         # Learned rotation + translation, normalised by the rotation magnitude.
         t = self.affine(w)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
-        m_r = torch.eye(3, device=w.device).unsqueeze(0).repeat([batch, 1, 1])
-        m_r[:, 0, 0] = t[:, 0]
-        m_r[:, 0, 1] = -t[:, 1]
-        m_r[:, 1, 0] = t[:, 1]
-        m_r[:, 1, 1] = t[:, 0]
-        m_t = torch.eye(3, device=w.device).unsqueeze(0).repeat([batch, 1, 1])
-        m_t[:, 0, 2] = -t[:, 2]
-        m_t[:, 1, 2] = -t[:, 3]
+        # built out of place (not written into an identity) so that vmap can batch per-image weights
+        zero, one = torch.zeros_like(t[:, 0]), torch.ones_like(t[:, 0])
+        m_r = torch.stack([t[:, 0], -t[:, 1], zero, t[:, 1], t[:, 0], zero, zero, zero, one], 1).reshape(batch, 3, 3)
+        m_t = torch.stack([one, zero, -t[:, 2], zero, one, -t[:, 3], zero, zero, one], 1).reshape(batch, 3, 3)
         transforms = m_r @ m_t @ transforms
 
         phases = phases + (freqs @ transforms[:, :2, 2:]).squeeze(2)
