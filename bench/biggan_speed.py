@@ -1,7 +1,8 @@
 """ganprior's BigGAN vs the official DGP BigGAN code on this CPU: parity check, then side-by-side timings.
 
 Both implementations are built from the same fixture weights (``G_ema_<res>.pth``, ``D_<res>.pth`` and
-``config.json`` of an official fixture), in eval mode as DGP runs them. Their images, D features and
+``config.json`` of an official fixture; or, with ``--width``, that architecture at another width with random
+weights), in eval mode as DGP runs them. Their images, D features and
 latent gradients are compared first, then interleaved rounds time, at each batch size:
 
 * ``g_forward``: G forward under ``no_grad`` (DGP's candidate selection);
@@ -67,20 +68,35 @@ def load_official_module(official_dir: Path) -> types.ModuleType:
     return importlib.import_module("_dgp_official.biggan")
 
 
-def build_official(module: types.ModuleType, fixture: Path) -> Networks:
+Weights = tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]  # DGP config, G and D state dicts
+
+
+def fixture_weights(fixture: Path, width: int | None) -> Weights:
+    """The fixture's DGP config and checkpoints; with ``width``, its architecture at ``G_ch = D_ch = width``
+    with random weights instead (e.g. 96, the released models' width)."""
     config = dict(json.loads((fixture / "config.json").read_text())["config"])
-    config.update(G_activation=nn.ReLU(inplace=True), D_activation=nn.ReLU(inplace=True), skip_init=True)
-    res = config["resolution"]
+    if width is None:
+        res = config["resolution"]
+        return (config, torch.load(fixture / f"G_ema_{res}.pth", weights_only=True),
+                torch.load(fixture / f"D_{res}.pth", weights_only=True))
+    config.update(G_ch=width, D_ch=width)
+    torch.manual_seed(0)
+    prior = biggan.BigGANPrior(biggan.BigGANConfig(**biggan.config_from_dgp_args(config)))
+    return config, prior.G.state_dict(), prior.D.state_dict()
+
+
+def build_official(module: types.ModuleType, weights: Weights) -> Networks:
+    config, g_state, d_state = weights
+    config = {**config, "G_activation": nn.ReLU(inplace=True), "D_activation": nn.ReLU(inplace=True), "skip_init": True}
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per attention layer
         G, D = module.Generator(**config), module.Discriminator(**config)
-    G.load_state_dict(torch.load(fixture / f"G_ema_{res}.pth", weights_only=True), strict=True)
-    D.load_state_dict(torch.load(fixture / f"D_{res}.pth", weights_only=True), strict=True)
+    G.load_state_dict(g_state, strict=True)
+    D.load_state_dict(d_state, strict=True)
     return G.eval(), D.eval()
 
 
-def build_ours(module: types.ModuleType, fixture: Path) -> Networks:
-    res = json.loads((fixture / "config.json").read_text())["config"]["resolution"]
-    prior = module.load_biggan(fixture / f"G_ema_{res}.pth", fixture / f"D_{res}.pth")
+def build_ours(module: types.ModuleType, weights: Weights) -> Networks:
+    prior = module.from_state_dicts(weights[1], weights[2])
     return prior.G, prior.D
 
 
@@ -188,6 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official-dir", type=Path, required=True, help="checkout of XingangPan/deep-generative-prior")
     parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE)
+    parser.add_argument("--width", type=int, help="random weights at G_ch = D_ch = WIDTH instead of the fixture's")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--rounds", type=int, default=7)
@@ -198,11 +215,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    impls = {"official": build_official(load_official_module(args.official_dir.resolve()), args.fixture),
-             "ours": build_ours(biggan, args.fixture)}
+    weights = fixture_weights(args.fixture, args.width)
+    impls = {"official": build_official(load_official_module(args.official_dir.resolve()), weights),
+             "ours": build_ours(biggan, weights)}
     if args.before:
         with tempfile.TemporaryDirectory() as tmp:
-            impls["before"] = build_ours(load_ganprior_revision(args.before, Path(tmp)), args.fixture)
+            impls["before"] = build_ours(load_ganprior_revision(args.before, Path(tmp)), weights)
 
     rows = []
     for batch in args.batches:
@@ -236,12 +254,20 @@ def main() -> None:
                  *(f"{ratio[n]['wall_s']:.2f}" for n in others), *(f"{ratio[n]['cpu_s']:.2f}" for n in others),
                  *(f"{row['parity_vs_official'][n]['max_rel']:.1e}" for n in others)]
         lines.append("| " + " | ".join(cells) + " |")
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), fixture {args.fixture.name}, "
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), fixture {args.fixture.name}"
+          f"{f' at width {args.width} (random weights)' if args.width else ''}, "
           f"min of {args.rounds} rounds x {args.inner} steps\n")
     print("\n".join(lines))
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "fixture": args.fixture.name,
-            "rounds": args.rounds, "inner": args.inner, "before": args.before, "rows": rows}
-    atomic_write_text(args.json, json.dumps(meta, indent=1) + "\n")
+    run = {"torch": torch.__version__, "threads": torch.get_num_threads(), "fixture": args.fixture.name,
+           "width": args.width, "rounds": args.rounds, "inner": args.inner, "before": args.before, "rows": rows}
+    save_run(args.json, f"{args.fixture.name}" + (f"@width{args.width}" if args.width else ""), run)
+
+
+def save_run(path: Path, label: str, run: dict) -> None:
+    """Store ``run`` under ``runs[label]`` of the JSON file, keeping the other labels' runs."""
+    runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+    runs[label] = run
+    atomic_write_text(path, json.dumps({"runs": runs}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -391,3 +392,15 @@ def test_cached_spectral_norm_follows_every_weight_change():
             edit()
         after = output()
         assert not torch.equal(before, after) and torch.equal(after, fresh_output())
+
+
+def test_copies_start_with_an_empty_spectral_norm_cache():
+    prior = _tiny_prior(with_discriminator=False).requires_grad_(False)
+    layer = prior.G.linear
+    layer.normalized_weight()
+    assert layer._sn_cache.entry is not None
+    copied = copy.deepcopy(prior)
+    assert copied.G.linear._sn_cache.entry is None
+    with torch.no_grad():
+        copied.G.linear.weight.add_(torch.randn_like(copied.G.linear.weight))
+    assert not torch.equal(copied.G.linear.normalized_weight(), layer.normalized_weight())

@@ -52,6 +52,17 @@ def power_iteration(
     return sigmas
 
 
+class _WeightCache:
+    """Holds one cached normalised weight. Copies and pickles start empty: a deep-copied layer has new
+    tensors (its entry would never match), so copying the entry would only waste memory."""
+
+    def __init__(self) -> None:
+        self.entry: tuple | None = None
+
+    def __reduce__(self) -> tuple:
+        return _WeightCache, ()
+
+
 class SpectralNormMixin:
     """Adds ``u<i>``/``sv<i>`` buffers and :meth:`normalized_weight` to a layer that has ``weight``.
 
@@ -66,6 +77,7 @@ class SpectralNormMixin:
         if num_svs < 1 or num_itrs < 1:
             raise ValueError(f"spectral norm needs num_svs >= 1 and num_itrs >= 1, got {num_svs}, {num_itrs}")
         self.num_svs, self.num_itrs, self.sn_eps = num_svs, num_itrs, eps
+        self._sn_cache = _WeightCache()
         for i in range(num_svs):
             self.register_buffer(f"u{i}", torch.randn(1, num_outputs))  # type: ignore[attr-defined]
             self.register_buffer(f"sv{i}", torch.ones(1))  # type: ignore[attr-defined]
@@ -83,20 +95,21 @@ class SpectralNormMixin:
             return self._compute_normalized_weight(transform)
         sources = [self.weight, *(getattr(self, f"u{i}") for i in range(self.num_svs))]
         key = (transform, [(t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in sources])
-        cached = self.__dict__.get("_sn_cache")
+        cached = self._sn_cache.entry
         if cached is None or cached[0] != key:
             with torch.no_grad():
                 value = self._compute_normalized_weight(transform)
             # the detached aliases keep the keyed storage alive, so its address cannot be reused by new data
-            cached = (key, value, [t.detach() for t in sources])
-            self.__dict__["_sn_cache"] = cached
+            cached = self._sn_cache.entry = (key, value, [t.detach() for t in sources])
         return cached[1]
 
     def _cacheable(self) -> bool:
+        if torch.compiler.is_compiling():  # a compiled graph computes it inside the graph
+            return False
         weight = self.weight
         return not (self.training or (weight.requires_grad and torch.is_grad_enabled())
                     or torch.is_inference_mode_enabled()  # inference tensors cannot be saved for backward later
-                    or torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(weight))
+                    or torch._C._functorch.is_functorch_wrapped_tensor(weight))  # vmap / grad transforms
 
     def _compute_normalized_weight(self, transform: WeightTransform | None) -> torch.Tensor:
         matrix = self.weight.view(self.weight.size(0), -1)
