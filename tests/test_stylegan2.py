@@ -116,6 +116,22 @@ def test_discriminator_features_are_shallow_to_deep(prior, case):
     assert max_diff(logits, ref["d_logits_img_const_psi1"]) <= ATOL
 
 
+def test_feature_loss_scores_each_image_of_a_batch_as_if_alone(prior, case):
+    """DGP's feature loss batches images: minibatch-std in groups of one gives each its batch-1 features,
+    while the D's own grouping (the training statistic) mixes them."""
+    from ganprior.losses.perceptual import discriminator_features
+
+    _, _, ref = case
+    img = torch.cat([ref["img_const_psi1"], ref["img_const_psi1"].flip(-1)])[:4]
+    with torch.no_grad():
+        batched = discriminator_features(prior, img)
+        alone = [discriminator_features(prior, img[i:i + 1]) for i in range(img.shape[0])]
+        mixed = prior.discriminator_features(img, torch.zeros(img.shape[0], prior.c_dim) if prior.c_dim else None)
+    for k, feature in enumerate(batched):
+        assert max_diff(feature, torch.cat([a[k] for a in alone])) <= 1e-5
+    assert max_diff(mixed[-1], batched[-1]) > 1e-4
+
+
 def test_ada_style_nodes_load_the_same(case, prior):
     """ADA-repo pickles lack attributes the stylegan3 repo added; hyper-parameters must not need them."""
     _, data, ref = case

@@ -101,14 +101,12 @@ def discriminator_features(prior: nn.Module, img: torch.Tensor) -> list[torch.Te
     """The prior's discriminator features of ``img`` with no class (DGP calls D without y; the class
     only enters the logit).
 
-    A StyleGAN2 D mixes the images of a batch (minibatch-std layer), so a batch is then run one image
-    at a time: every image gets the same batch-1 features however it is batched.
+    A StyleGAN2 D mixes the images of a batch (minibatch-std layer), so a batch is then run with
+    groups of one: every image gets its batch-1 features however it is batched, in one pass.
     """
     c = torch.zeros(img.shape[0], prior.c_dim, device=img.device) if prior.c_dim else None
     if img.shape[0] > 1 and _has_batch_statistics(prior):
-        per_image = [prior.discriminator_features(img[i:i + 1], None if c is None else c[i:i + 1])
-                     for i in range(img.shape[0])]
-        return [torch.cat(fs) for fs in zip(*per_image)]
+        return prior.discriminator_features(img, c, mbstd_group_size=1)
     return prior.discriminator_features(img, c)
 
 

@@ -425,9 +425,11 @@ class MinibatchStdLayer(nn.Module):
         self.group_size = group_size
         self.num_channels = num_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+        """``group_size`` overrides the layer's (1: every image on its own, as in a batch of one)."""
         n, c, h, w = x.shape
-        g = min(self.group_size, n) if self.group_size is not None else n
+        group_size = self.group_size if group_size is None else group_size
+        g = min(group_size, n) if group_size is not None else n
         if n % g:
             raise ValueError(f"minibatch-std: batch size {n} is not a multiple of the group size {g}")
         f = self.num_channels
@@ -460,11 +462,11 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def features(self, x: torch.Tensor, img: torch.Tensor | None) -> torch.Tensor:
+    def features(self, x: torch.Tensor, img: torch.Tensor | None, mbstd_group_size: int | None = None) -> torch.Tensor:
         if self.architecture == "skip":
             x = x + self.fromrgb(img)
         if self.mbstd is not None:
-            x = self.mbstd(x)
+            x = self.mbstd(x, mbstd_group_size)
         return self.fc(self.conv(x).flatten(1))
 
     def output(self, features: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
@@ -512,9 +514,11 @@ class Discriminator(nn.Module):
     def config(self) -> dict:
         return _jsonable(self._config)
 
-    def forward_with_features(self, img: torch.Tensor,
-                              c: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and the activations after every block (shallow -> deep), then the epilogue's fc output."""
+    def forward_with_features(self, img: torch.Tensor, c: torch.Tensor | None,
+                              mbstd_group_size: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the activations after every block (shallow -> deep), then the epilogue's fc output.
+
+        ``mbstd_group_size=1`` scores every image as if alone (feature losses batch several images)."""
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != expected:
             raise ValueError(f"discriminator input must be [N, {expected[0]}, {expected[1]}, {expected[2]}], "
@@ -527,7 +531,7 @@ class Discriminator(nn.Module):
                 x, img = getattr(self, f"b{res}")(x, img)
                 features.append(x)
             cmap = self.mapping(None, c) if self.c_dim > 0 else None
-            h = self.b4.features(x, img)
+            h = self.b4.features(x, img, mbstd_group_size)
             features.append(h)
             logits = self.b4.output(h, cmap)
         return logits, features
@@ -632,10 +636,11 @@ class StyleGAN2Prior(GenerativePrior):
     def has_discriminator(self) -> bool:
         return self.D is not None
 
-    def discriminator_features(self, img: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def discriminator_features(self, img: torch.Tensor, c: torch.Tensor | None = None,
+                               mbstd_group_size: int | None = None) -> list[torch.Tensor]:
         if self.D is None:
             return super().discriminator_features(img, c)
-        return self.D.forward_with_features(img, self._class_input(c))[1]
+        return self.D.forward_with_features(img, self._class_input(c), mbstd_group_size)[1]
 
     def discriminator(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Realness logits ``[N, 1]``."""

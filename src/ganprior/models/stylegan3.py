@@ -600,10 +600,11 @@ class StyleGAN3Prior(AliasFreePrior):
             raise NotImplementedError("stylegan3 model was loaded without a discriminator")
         return self.D(img, c if self.c_dim else None)
 
-    def discriminator_features(self, img: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def discriminator_features(self, img: torch.Tensor, c: torch.Tensor | None = None,
+                               mbstd_group_size: int | None = None) -> list[torch.Tensor]:
         if self.D is None:
             return super().discriminator_features(img, c)
-        return self.D.forward_with_features(img, c if self.c_dim else None)[1]
+        return self.D.forward_with_features(img, c if self.c_dim else None, mbstd_group_size)[1]
 
     def config(self) -> dict:
         return {**super().config(), "discriminator": self.D.config() if self.D is not None else None}
