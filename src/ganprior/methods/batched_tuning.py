@@ -122,6 +122,23 @@ def pivotal_tuning_batch(
     regularizers = [LocalityRegularizer(prior, pivots[k:k + 1], reg_alpha, seed) for k, seed in enumerate(seeds)] \
         if reg_weight else None
     one_distance = _same_distance(losses)
+
+    def render() -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every image's rendering of its pivot ``[n, C, R, R]`` and its locality term ``[n]`` (or ``None``)."""
+        if regularizers is None:
+            return render_with_weights(prior, params, pivots[:, None], cs[:, None])[:, 0], None
+        anchors = [r.anchor() for r in regularizers]
+        w_r, c_r = torch.cat([w for w, _ in anchors]), torch.cat([c for _, c in anchors])
+        with torch.no_grad():
+            old = prior.synthesis(w_r, c_r)
+        both = render_with_weights(prior, params, torch.stack([pivots, w_r], 1), torch.stack([cs, c_r], 1))
+        new = both[:, 1]
+        if one_distance:
+            return both[:, 0], locality_distance(losses[0].perceptual, new, old, reg_perceptual_weight, reg_l2_weight)
+        return both[:, 0], torch.cat([locality_distance(loss.perceptual, new[k:k + 1], old[k:k + 1],
+                                                        reg_perceptual_weight, reg_l2_weight)
+                                      for k, loss in enumerate(losses)])
+
     def restore_best(k: int) -> None:
         with torch.no_grad():
             for name, p in params.items():
@@ -133,19 +150,7 @@ def pivotal_tuning_batch(
         for i in range(steps):
             if not any(active):
                 break
-            if regularizers is None:
-                images = render_with_weights(prior, params, pivots[:, None], cs[:, None])[:, 0]
-            else:
-                anchors = [r.anchor() for r in regularizers]
-                w_r, c_r = torch.cat([w for w, _ in anchors]), torch.cat([c for _, c in anchors])
-                with torch.no_grad():
-                    old = prior.synthesis(w_r, c_r)
-                both = render_with_weights(prior, params, torch.stack([pivots, w_r], 1), torch.stack([cs, c_r], 1))
-                images, new = both[:, 0], both[:, 1]
-                reg = locality_distance(losses[0].perceptual, new, old, reg_perceptual_weight, reg_l2_weight) \
-                    if one_distance else torch.cat([
-                        locality_distance(loss.perceptual, new[k:k + 1], old[k:k + 1], reg_perceptual_weight,
-                                          reg_l2_weight) for k, loss in enumerate(losses)])
+            images, reg = render()
             total = images.new_zeros(())
             for k in range(n):
                 if not active[k]:
@@ -154,7 +159,7 @@ def pivotal_tuning_batch(
                 terms = losses[k].terms(img)
                 loss_k = losses[k].total(terms).sum()
                 logged = {name: float(v.detach().sum()) for name, v in terms.items()}
-                if regularizers is not None:
+                if reg is not None:
                     loss_k = loss_k + reg_weight * reg[k]
                     logged["locality"] = float(reg[k].detach())
                 value = float(loss_k.detach())
