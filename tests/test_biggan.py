@@ -309,7 +309,7 @@ def test_config_round_trip_is_bit_identical():
 # ----- speed-ups: same results as the plain formulation, cache never stale --------------------
 
 
-@pytest.mark.parametrize("shape", [(1, 6, 4, 4), (2, 6, 8, 8)])  # below / above the transposed-conv threshold
+@pytest.mark.parametrize("shape", [(1, 6, 8, 8), (4, 6, 32, 32)])  # below / above the fused-kernel thresholds
 def test_resampling_convs_equal_the_official_formulation(shape):
     torch.manual_seed(0)
     conv = biggan.SNConv2d(6, 5, 3, padding=1, eps=1e-6).eval()
@@ -328,11 +328,11 @@ def test_resampling_convs_equal_the_official_formulation(shape):
             with torch.no_grad():
                 conv.weight.copy_(weight)
             out = fn()
-            grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
-                                        [x, conv.weight, conv.bias])
-            results.append([out, *grads])
+            weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+            grads = torch.autograd.grad((out * weights).sum(), [x, conv.weight, conv.bias])
+            results.append([out.detach(), *grads])
         for a, b in zip(*results):
-            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+            assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())  # float rounding
 
 
 def test_self_attention_equals_explicit_softmax():

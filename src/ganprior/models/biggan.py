@@ -309,8 +309,11 @@ def _pooled_kernel(weight: torch.Tensor) -> torch.Tensor:
     return _adjacent_tap_sums(weight) * 0.25
 
 
-#: below this many input pixels (batch x H x W) oneDNN's transposed conv was slower here than upsample + conv
-_MIN_PIXELS_FOR_TRANSPOSED_CONV = 64
+# The fused kernels save multiply-adds in proportion to the pixels (batch x H x W), but cost a few
+# passes over a larger kernel, whatever the batch: below these input pixel counts they were slower on
+# this CPU (measured at 16 and 96 channels per ch unit, bench/biggan_speed.py).
+_MIN_PIXELS_FOR_TRANSPOSED_CONV = 256
+_MIN_PIXELS_FOR_POOLED_CONV = 4096
 
 
 def _upsample_conv3x3(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
@@ -324,6 +327,8 @@ def _upsample_conv3x3(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
 
 def _conv3x3_avg_pool(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
     """``F.avg_pool2d(conv(x), 2)`` as one stride-2 4x4 conv: 16 instead of 36 multiply-adds per output."""
+    if x.shape[0] * x.shape[2] * x.shape[3] < _MIN_PIXELS_FOR_POOLED_CONV:
+        return F.avg_pool2d(conv(x), 2)
     return F.conv2d(x, conv.normalized_weight(_pooled_kernel), conv.bias, stride=2, padding=1)
 
 
