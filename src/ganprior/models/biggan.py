@@ -18,6 +18,10 @@ key for key. Behaviour that matters for parity:
   (``relu_last_feature=True``) because DGP's feature-matching loss, latent selection and published
   numbers are all computed with it; ``relu_last_feature=False`` gives the pre-ReLU tensor.
 
+The arithmetic is reorganised for CPU speed (fused attention, upsampling/pooling folded into conv kernels,
+BN folded into one affine map, eval-mode spectral-norm weights cached): equal to the official op order up
+to float rounding (``tests/test_biggan.py``; measured against the official code by ``bench/biggan_speed.py``).
+
 Things this file deliberately does not reproduce: weight initialisation schemes (weights always come
 from a checkpoint; DGP's ``--random_G`` is out of scope), ``mybn``/cross-replica BN, non-shared class
 embeddings and non-SN layers (no released DGP/BigGAN-PyTorch checkpoint uses them; configs asking for
