@@ -48,7 +48,7 @@ def test_batched_equals_sequential(setup, name):
 
 def test_batched_cri_equals_sequential(setup):
     """CRI: per-image centroid start and offset regulariser in the stacked offset stage, then per-image
-    pivotal tuning (the fallback) give what one-at-a-time runs give."""
+    pivotal tuning with per-image weights give what one-at-a-time runs give."""
     prior, degradation, observations = setup
     method = get_method_class("cri")(offset_steps=6, tuning_steps=2, n_samples=200, n_clusters=4,
                                      perceptual="mse", l2_weight=1.0, cache=False)
@@ -63,8 +63,12 @@ def test_batched_cri_equals_sequential(setup):
         assert (got.latent - alone.latent).abs().max() <= 1e-5
         assert (got.image - alone.image).abs().max() <= 1e-5
         assert got.generator_delta.keys() == alone.generator_delta.keys() and got.generator_delta
-        for key, value in got.generator_delta.items():  # Adam's g/sqrt(v) turns 1e-7 pivot differences on
-            assert (value - alone.generator_delta[key]).abs().max() <= 1e-4  # near-zero gradients into ~4e-5
+        # Adam's first updates are about ±lr whatever the gradient's size, so rounding (grouped vs plain
+        # convolutions, 1e-7 pivot differences) flips a few near-zero-gradient weights' updates: bound those
+        diffs = torch.cat([(value - alone.generator_delta[key]).abs().flatten()
+                           for key, value in got.generator_delta.items()])
+        assert diffs.max() <= 2 * method.options["tuning_lr"] * method.options["tuning_steps"]
+        assert (diffs > 1e-5).float().mean() < 0.005
         curve = [(e["stage"], e["loss"]) for e in got.losses]
         assert [s for s, _ in curve] == [e["stage"] for e in alone.losses]
         assert [v for _, v in curve] == pytest.approx([e["loss"] for e in alone.losses], rel=1e-5, abs=1e-7)
@@ -140,3 +144,22 @@ def test_non_finite_image_stops_alone(setup, name):
     assert broken.stopped and "non-finite" in broken.stopped and good.stopped is None
     assert (good.latent - alone.latent).abs().max() <= 1e-5
     assert torch.isfinite(broken.latent).all()
+
+
+def test_tuning_groups_fall_back_to_one_image_at_a_time_when_stacked_weights_would_not_fit(setup, monkeypatch):
+    """Full-size networks (4.7 GB of stacked tuning state per image for StyleGAN-XL-512) tune one image at a
+    time on a generator copy: bit-identical to sequential runs."""
+    import ganprior.methods.batched as batched
+
+    prior, degradation, observations = setup
+    per_image = 5 * 4 * sum(p.numel() for p in prior.synthesis_parameters())
+    monkeypatch.setattr(batched, "TUNING_GROUP_BYTES", 2 * per_image)
+    assert batched.tuning_groups(prior, 5) == [range(0, 2), range(2, 4), range(4, 5)]
+    monkeypatch.setattr(batched, "TUNING_GROUP_BYTES", per_image - 1)
+    assert batched.tuning_groups(prior, 3) == [range(0, 1), range(1, 2), range(2, 3)]
+    method = get_method_class("pti")(projection_steps=3, tuning_steps=2, w_avg_samples=200, perceptual="mse",
+                                     n_samples=200)
+    got = project_batch(method, prior, degradation, observations[:2], class_indices=[0, 4], seeds=[1, 2])
+    for obs, cls, seed, result in zip(observations[:2], [0, 4], [1, 2], got):
+        alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
+        assert torch.equal(result.image, alone.image) and torch.equal(result.latent, alone.latent)

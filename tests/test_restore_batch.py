@@ -153,13 +153,20 @@ def test_cli_dgp_batches_its_selection_and_says_what_runs_one_at_a_time(photos, 
             json.loads((b / "run.json").read_text())["extras"]["selection"], rel=1e-5)
 
 
-def test_cli_batch_size_on_an_unbatched_method_says_so(photos, tmp_path):
+def test_cli_batch_size_batches_pti_and_names_what_stays_per_image(photos, tmp_path, capsys):
+    from ganprior.cli.restore import _effective_batch_size
+
     out = tmp_path / "pti"
     result = _restore(*photos[:2], "--task", "inpaint", "--mask", "center", "--method", "pti", "--out", out,
                       "--batch-size", 2, "--steps", 1, "--option", "w_avg_samples=200", "--option", "n_samples=200")
     assert result.exit_code == 0, result.stderr
-    assert "note: --method pti has no batched version: --batch-size 2 runs its images one at a time" in result.stderr
+    assert "note:" not in result.stderr
     assert all((out / p.stem / "run.json").exists() for p in photos[:2])
+    assert _effective_batch_size(4, "wplus", faces=True) == 1
+    assert _effective_batch_size(4, "dgp", faces=False) == 4
+    notes = capsys.readouterr().err
+    assert "note: --faces has no batched version: --batch-size 4 runs its images one at a time" in notes
+    assert "note: --method dgp batches all but its progressive fine-tuning" in notes
 
 
 def test_bench_batch_size_gives_the_same_cells_and_resumes(tmp_path, monkeypatch):
@@ -179,7 +186,7 @@ def test_bench_batch_size_gives_the_same_cells_and_resumes(tmp_path, monkeypatch
     assert batches == []
     many = run_benchmark(BenchConfig(out=str(tmp_path / "many"), **config), prior=prior, progress=False,
                          batch_size=3)
-    assert sorted(batches) == [("cri", 2), ("dgp", 2), ("pulse", 2), ("wplus", 2)]  # pti: one at a time
+    assert sorted(batches) == [("cri", 2), ("dgp", 2), ("pti", 2), ("pulse", 2), ("wplus", 2)]
     key = lambda r: (r["task"], r["column"], r["image"])  # noqa: E731
     rows_one, rows_many = sorted(one["rows"], key=key), sorted(many["rows"], key=key)
     assert [key(r) for r in rows_one] == [key(r) for r in rows_many] and len(rows_one) == 10

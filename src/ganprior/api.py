@@ -81,9 +81,9 @@ def restore_batch(
 ) -> list[RestorationResult]:
     """Restore several photos with one model, task and method; each result equals :func:`restore`'s.
 
-    W, W+, PULSE and CRI's offset stage optimise up to ``batch_size`` images together, and DGP scores
-    their candidate starts together (``methods.batched``); CRI's pivotal tuning, DGP's fine-tuning stages
-    and PTI run one image at a time.
+    W, W+, PULSE, PTI and CRI optimise up to ``batch_size`` images together (pivotal tuning with
+    per-image weights under vmap), and DGP scores their candidate starts together (``methods.batched``);
+    DGP's fine-tuning stages run one image at a time.
     ``callbacks`` holds one step callback (or None) per image; ``settings`` are :func:`restore`'s.
     """
     if callbacks is not None and len(callbacks) != len(images):

@@ -147,9 +147,9 @@ def _with_method_options(config, pairs: tuple[str, ...]):
               help="torch.compile the synthesis network and the discriminator features (cells are unchanged: "
                    "results equal eager to 1e-4).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Restore the images of one task and method this many at a time (w, wplus, pulse, CRI's "
-                   "offset stage, DGP's candidate selection; the rest runs one at a time). Cells are the same: not "
-                   "part of their fingerprint.")
+              help="Restore the images of one task and method this many at a time (w, wplus, pulse, pti, cri, "
+                   "DGP's candidate selection; the rest runs one at a time). Cells are the same: not part of "
+                   "their fingerprint.")
 @click.option("--option", "method_options", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Set an option of one benchmarked method (repeatable; values as JSON), e.g. "
                    "--option cri.l2_weight=10. Changed options make new cells (part of each cell's fingerprint).")

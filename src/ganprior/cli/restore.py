@@ -89,9 +89,9 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
               help="torch.compile the synthesis network and the discriminator features (slow first step, "
                    "faster afterwards; results equal eager to 1e-4).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Optimise up to this many images together (w, wplus, pulse, CRI's offset stage and DGP's "
-                   "candidate selection; results equal one-at-a-time runs). PTI, CRI's pivotal tuning, DGP's "
-                   "fine-tuning stages and --faces run one image at a time.")
+              help="Optimise up to this many images together (w, wplus, pulse, pti, cri, and DGP's candidate "
+                   "selection; results equal one-at-a-time runs). DGP's fine-tuning stages and --faces run one "
+                   "image at a time; on a CPU, 4-8 is fastest for pti/cri.")
 @click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
@@ -175,7 +175,7 @@ def _check_device(device: str) -> None:
 
 def _effective_batch_size(batch_size: int, method: str, faces: bool) -> int:
     """``--batch-size``, or 1 with a one-line note where the method (or --faces) has no batched version; a
-    note also names what of a partly batched method (CRI, DGP) still runs one image at a time."""
+    note also names what of a partly batched method (DGP) still runs one image at a time."""
     from ganprior.methods.batched import BATCHED_METHODS, PER_IMAGE_STAGES
 
     if batch_size > 1 and (faces or method not in BATCHED_METHODS):

@@ -9,13 +9,17 @@ there while the others go on. With the same seeds the results equal one-at-a-tim
 
 * W, W+: the projection runs stacked.
 * CRI: the offset stage runs stacked (each image from its own centroid, with its own offset
-  regulariser); its pivotal tuning then runs one image at a time, each on its own generator copy.
+  regulariser), then its pivotal tuning with per-image weights (``methods.batched_tuning``, vmap).
+* PTI: its W projection stacked, then the same batched pivotal tuning.
 * PULSE: stacked spherical latents, each with its own Gaussianised-W fit, GEOCROSS term and sphere
   radii (renormalised row by row after every step).
 * DGP: the candidate selection scores all images' candidates together (each image its own draws,
   loss and best); its progressive fine-tuning then runs one image at a time.
 
-PTI is not batched: callers run it one image at a time.
+Batched tuning stacks 5 floats per tuned parameter and image (weights, gradients, Adam's moments, best
+copy); groups are capped at ``TUNING_GROUP_BYTES`` of that state, so full-size networks (235 M
+synthesis parameters for StyleGAN-XL-512: 4.7 GB per image) fall back to one image at a time, each on
+its own generator copy.
 """
 
 from __future__ import annotations
@@ -28,17 +32,29 @@ import torch
 from torch import nn
 
 from ganprior.methods.base import Method, Result, RunStart, StepCallback, frozen, stylegan_lr_ramp
+from ganprior.methods.batched_tuning import cri_tune_batch, pti_batch
 from ganprior.methods.cri import CRI
 from ganprior.methods.dgp import DGP
+from ganprior.methods.pti import PTI
 from ganprior.methods.projection import _ProjectionBase, broadcast_ws
 from ganprior.methods.pulse import PULSE, geocross, gaussianised_ws, linear_one_cycle_drop, sphere_norm
 from ganprior.models.prior import GenerativePrior
 
 
-#: methods with a batched version (CRI: its offset stage; DGP: its candidate selection)
-BATCHED_METHODS = ("cri", "dgp", "pulse", "w", "wplus")
+#: methods with a batched version (DGP: its candidate selection)
+BATCHED_METHODS = ("cri", "dgp", "pti", "pulse", "w", "wplus")
 #: what of a batched method still runs one image at a time (the CLI says so under ``--batch-size``)
-PER_IMAGE_STAGES = {"cri": "pivotal tuning", "dgp": "progressive fine-tuning"}
+PER_IMAGE_STAGES = {"dgp": "progressive fine-tuning"}
+#: most bytes of stacked tuning state (5 float32 per tuned parameter and image) one tuning group holds
+TUNING_GROUP_BYTES = 2 * 2**30
+
+
+def tuning_groups(prior: GenerativePrior, n: int) -> list[range]:
+    """Consecutive groups of the ``n`` images whose stacked tuning state fits ``TUNING_GROUP_BYTES``
+    (groups of one run on a generator copy each, the per-image path)."""
+    per_image = 5 * 4 * sum(p.numel() for p in prior.synthesis_parameters())
+    size = max(1, min(n, TUNING_GROUP_BYTES // max(per_image, 1)))
+    return [range(first, min(first + size, n)) for first in range(0, n, size)]
 
 
 @dataclass
@@ -74,7 +90,7 @@ def project_batch(
 
     ``degradation`` is one operator for all, or one per observation (their masks may differ).
     """
-    if not isinstance(method, (_ProjectionBase, CRI, PULSE, DGP)):
+    if not isinstance(method, (_ProjectionBase, CRI, PTI, PULSE, DGP)):
         raise ValueError(f"batched restoration supports {', '.join(BATCHED_METHODS)}; {method.name!r} runs one "
                          "image at a time")
     n = len(observations)
@@ -96,6 +112,10 @@ def project_batch(
     c = torch.cat([run.c for run in runs])
     if isinstance(method, PULSE):
         return _pulse_batch(method, prior, runs, c, seeds)
+    if isinstance(method, PTI):  # a group of one: projection and tuning alone, on a generator copy
+        return [result for group in tuning_groups(prior, n) for result in
+                ([method.complete(prior, runs[group.start], seeds[group.start])] if len(group) == 1 else
+                 pti_batch(method, prior, runs[group.start:group.stop], seeds[group.start:group.stop]))]
     o = method.options
     if isinstance(method, CRI):
         base = torch.cat([method.centroid_start(prior, run, seed) for run, seed in zip(runs, seeds)])
@@ -105,12 +125,22 @@ def project_batch(
                              ("offset_norm", weight, lambda k, latent, ws: torch.linalg.vector_norm(latent[k]))
                              if weight else None)
         pivots = _optimize_stacked(prior, runs, c, torch.zeros_like(base), stage)
-        return [method.tune(prior, base[k:k + 1], pivots[k:k + 1], run, seeds[k]) for k, run in enumerate(runs)]
+        return [result for group in tuning_groups(prior, n) for result in _cri_tune_group(method, prior, base, pivots,
+                                                                                           runs, seeds, group)]
     init = torch.cat([method.start_latent(prior, run, cls, seed) for run, cls, seed in zip(runs, class_indices, seeds)])
     stage = StackedStage(method.name, o["steps"], stylegan_lr_ramp(o["lr"]),
                          lambda latent: broadcast_ws(latent, prior.num_ws))
     ws = _optimize_stacked(prior, runs, c, init, stage)
     return [method.finish(prior, ws[k:k + 1], run) for k, run in enumerate(runs)]
+
+
+def _cri_tune_group(method: CRI, prior: GenerativePrior, base: torch.Tensor, pivots: torch.Tensor,
+                    runs: list[RunStart], seeds: list[int], group: range) -> list[Result]:
+    """CRI's pivotal tuning of one group: batched weights, or alone on a generator copy (group of one)."""
+    rows = slice(group.start, group.stop)
+    if len(group) == 1:
+        return [method.tune(prior, base[rows], pivots[rows], runs[group.start], seeds[group.start])]
+    return cri_tune_batch(method, prior, base[rows], pivots[rows], runs[rows], seeds[rows])
 
 
 def _pulse_batch(method: PULSE, prior: GenerativePrior, runs: list[RunStart], c: torch.Tensor,

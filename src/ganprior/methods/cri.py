@@ -72,7 +72,7 @@ class CRI(Method):
 
     def tune(self, prior: GenerativePrior, base: torch.Tensor, pivot: torch.Tensor, run: RunStart,
              seed: int) -> Result:
-        """Stage 2 (pivotal tuning at ``pivot``, one image at a time) and the result."""
+        """Stage 2 (pivotal tuning at ``pivot`` on a copy of the generator) and the result."""
         o = self.options
         run.extras["offset_norm"] = float(torch.linalg.vector_norm(pivot - base))
         tuning_loss = run.loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])

@@ -150,9 +150,13 @@ class PTI(Method):
 
     def run(self, prior, degradation, observation, *, weight=None, class_index=None, seed=0, progress=True,
             frame_every=0, callback=None) -> Result:
-        o = self.options
         run = self.start(prior, degradation, observation, weight, class_index, seed, progress, frame_every,
                          callback)
+        return self.complete(prior, run, seed)
+
+    def complete(self, prior: GenerativePrior, run: RunStart, seed: int) -> Result:
+        """Projection to the pivot, pivotal tuning on a generator copy, and the result of a started run."""
+        o = self.options
         recorder, loss, c = run.recorder, run.loss, run.c
         init = self.pivot_start(prior, run, seed)
         pivot = optimize_ws(prior, c, loss, init, o["projection_steps"], o["projection_lr"], recorder, "projection")
