@@ -155,6 +155,9 @@ def test_tuning_groups_fall_back_to_one_image_at_a_time_when_stacked_weights_wou
     per_image = 5 * 4 * sum(p.numel() for p in prior.synthesis_parameters())
     monkeypatch.setattr(batched, "TUNING_GROUP_BYTES", 2 * per_image)
     assert batched.tuning_groups(prior, 5) == [range(0, 2), range(2, 4), range(4, 5)]
+    monkeypatch.setattr(batched, "TUNING_GROUP_PIXELS", 3 * prior.resolution**2 + 1)
+    monkeypatch.setattr(batched, "TUNING_GROUP_BYTES", 10 * per_image)
+    assert batched.tuning_groups(prior, 4) == [range(0, 3), range(3, 4)]
     monkeypatch.setattr(batched, "TUNING_GROUP_BYTES", per_image - 1)
     assert batched.tuning_groups(prior, 3) == [range(0, 1), range(1, 2), range(2, 3)]
     method = get_method_class("pti")(projection_steps=3, tuning_steps=2, w_avg_samples=200, perceptual="mse",

@@ -120,3 +120,34 @@ def test_scoring_chunks_shrink_with_resolution():
 
     assert render_chunk(8, 32) == 8 and render_chunk(8, 128) == 8
     assert render_chunk(8, 256) == 2 and render_chunk(8, 512) == 1 and render_chunk(8, 1024) == 1
+
+
+def test_recompute_paths_give_way_inside_vmap(monkeypatch):
+    """Batched pivotal tuning runs the synthesis under torch.func.vmap, which cannot run a checkpoint: with
+    every recompute threshold at its lowest, a vmapped StyleGAN3 render and its weight gradients equal the
+    plain ones."""
+    import ganprior.models.stylegan3 as stylegan3
+    import ganprior.ops.filtered_lrelu as filtered_lrelu
+    from ganprior.methods.batched_tuning import render_with_weights, tuned_parameter_names
+
+    torch.manual_seed(0)
+    prior = full_size.build("stylegan3-t-ffhq-1024x1024", width=1 / 16, resolution=32).eval()
+    names = tuned_parameter_names(prior)
+    params = dict(prior.named_parameters())
+
+    def render():
+        weights = {n: params[n].detach().unsqueeze(0).repeat(2, *[1] * params[n].ndim).requires_grad_(True)
+                   for n in names}
+        ws = torch.randn(2, 1, prior.num_ws, prior.w_dim, generator=torch.Generator().manual_seed(1))
+        img = render_with_weights(prior, weights, ws, torch.zeros(2, 1, prior.c_dim))
+        img.square().sum().backward()
+        return img.detach(), [weights[n].grad for n in names]
+
+    plain, plain_grads = render()
+    monkeypatch.setattr(filtered_lrelu, "RECOMPUTE_NUMEL", 1)
+    monkeypatch.setattr(filtered_lrelu, "CHUNK_NUMEL", 2**10)
+    monkeypatch.setattr(stylegan3, "RECOMPUTE_WEIGHT_NUMEL", 1)
+    low, low_grads = render()
+    assert (plain - low).abs().max() <= 1e-5
+    for a, b in zip(plain_grads, low_grads):
+        assert (a - b).abs().max() <= 1e-4 * max(a.abs().max().item(), 1.0)

@@ -17,9 +17,9 @@ there while the others go on. With the same seeds the results equal one-at-a-tim
   loss and best); its progressive fine-tuning then runs one image at a time.
 
 Batched tuning stacks 5 floats per tuned parameter and image (weights, gradients, Adam's moments, best
-copy); groups are capped at ``TUNING_GROUP_BYTES`` of that state, so full-size networks (235 M
-synthesis parameters for StyleGAN-XL-512: 4.7 GB per image) fall back to one image at a time, each on
-its own generator copy.
+copy) and, under vmap, keeps every image's activations; groups are capped at ``TUNING_GROUP_BYTES`` of
+that state and ``TUNING_GROUP_PIXELS``, so full-size networks (StyleGAN-XL-512: 235 M synthesis
+parameters, 4.7 GB per image) fall back to one image at a time, each on its own generator copy.
 """
 
 from __future__ import annotations
@@ -47,13 +47,17 @@ BATCHED_METHODS = ("cri", "dgp", "pti", "pulse", "w", "wplus")
 PER_IMAGE_STAGES = {"dgp": "progressive fine-tuning"}
 #: most bytes of stacked tuning state (5 float32 per tuned parameter and image) one tuning group holds
 TUNING_GROUP_BYTES = 2 * 2**30
+#: most output pixels one tuning group renders: under vmap the ops cannot recompute (checkpoint) their
+#: up-sampled intermediates, which are GBs per image at 256²+ (StyleGAN3 / XL)
+TUNING_GROUP_PIXELS = 2 * 128**2
 
 
 def tuning_groups(prior: GenerativePrior, n: int) -> list[range]:
-    """Consecutive groups of the ``n`` images whose stacked tuning state fits ``TUNING_GROUP_BYTES``
-    (groups of one run on a generator copy each, the per-image path)."""
+    """Consecutive groups of the ``n`` images that fit ``TUNING_GROUP_BYTES`` of stacked state and
+    ``TUNING_GROUP_PIXELS`` (groups of one run on a generator copy each, the per-image path)."""
     per_image = 5 * 4 * sum(p.numel() for p in prior.synthesis_parameters())
-    size = max(1, min(n, TUNING_GROUP_BYTES // max(per_image, 1)))
+    size = min(n, TUNING_GROUP_BYTES // max(per_image, 1), TUNING_GROUP_PIXELS // int(prior.resolution) ** 2)
+    size = max(1, size)
     return [range(first, min(first + size, n)) for first in range(0, n, size)]
 
 

@@ -29,6 +29,7 @@ from ganprior.models.prior import GenerativePrior
 from ganprior.ops.bias_act import bias_act
 from ganprior.ops.filtered_lrelu import filtered_lrelu
 from ganprior.ops.precision import ieee_float32
+from ganprior.ops.recompute import can_recompute
 
 
 class IncompatibleNetworkError(ValueError):
@@ -319,7 +320,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """SG3 modulated conv (spec §3.7): pre-normalised weight and batch-global style RMS, grouped conv."""
     batch = x.shape[0]
     args = (weight, styles, demodulate, input_gain, batch)
-    if torch.is_grad_enabled() and batch * weight.numel() >= RECOMPUTE_WEIGHT_NUMEL:
+    if torch.is_grad_enabled() and batch * weight.numel() >= RECOMPUTE_WEIGHT_NUMEL \
+            and can_recompute(weight, styles):
         # keeps the styles only; the conv itself still keeps the final weights it needs for backward
         w = checkpoint(_modulated_weight, *args, use_reentrant=False)
     else:

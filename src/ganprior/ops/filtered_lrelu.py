@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ganprior.ops.bias_act import bias_act
+from ganprior.ops.recompute import can_recompute
 from ganprior.ops.upfirdn2d import upfirdn2d
 
 
@@ -125,7 +126,8 @@ def _filtered_lrelu_chunked(x, fu, fd, b, up, down, padding, gain, slope, clamp,
     outputs = []
     for chunk, bias in zip(chunks, bias_chunks):
         args = (chunk, fu, fd, bias, up, down, padding, gain, slope, clamp, flip_filter)
-        if torch.is_grad_enabled() and (chunk.requires_grad or (bias is not None and bias.requires_grad)):
+        if torch.is_grad_enabled() and (chunk.requires_grad or (bias is not None and bias.requires_grad)) \
+                and can_recompute(chunk, bias):
             outputs.append(checkpoint(_filtered_lrelu, *args, use_reentrant=False))
         else:
             outputs.append(_filtered_lrelu(*args))
