@@ -75,10 +75,13 @@ def network(request):
 
 
 def _compiles(fn):
-    """``fn()``'s result; asserts that it compiled a new graph (not eager, not a stale cache entry)."""
-    before = counters["stats"]["unique_graphs"]
+    """``fn()``'s result; asserts that it compiled a new graph (not eager, not a stale cache entry)
+    in one piece: a graph break splits the network (a module whose state changes under trace, e.g. a
+    weight cache, recompiles per layer until dynamo's recompile limit)."""
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
     result = fn()
-    assert counters["stats"]["unique_graphs"] > before, "nothing was compiled"
+    assert counters["stats"]["unique_graphs"] > graphs, "nothing was compiled"
+    assert sum(counters["graph_break"].values()) == breaks, f"graph breaks: {dict(counters['graph_break'])}"
     return result
 
 
