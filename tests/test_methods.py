@@ -114,9 +114,9 @@ def test_discriminator_perceptual_on_sr_compares_upsampled_images_and_restores(c
     seen: list[tuple[int, ...]] = []
     features = prior.discriminator_features
 
-    def spy(img, c=None):
+    def spy(img, c=None, **options):
         seen.append(tuple(img.shape[-2:]))
-        return features(img, c)
+        return features(img, c, **options)
 
     prior.discriminator_features = spy
     result = ganprior.restore(y, task="sr4", method=method, model=prior, perceptual="discriminator",
