@@ -203,6 +203,14 @@ class RunRecorder:
         self.interrupted = False
         self.step_count = 0
 
+    def record(self, stage: str, step: int, loss: float, terms: dict[str, float],
+               image: torch.Tensor | None) -> bool:
+        """Log one step (loss curve, a video frame every ``frame_every`` steps) and :meth:`report` it."""
+        self.losses.append({"stage": stage, "step": step, "loss": loss, **terms})
+        if image is not None and self.frame_every and step % self.frame_every == 0:
+            self.frames.append(image.detach()[:1].cpu())
+        return self.report(stage, step, loss, image)
+
     def report(self, stage: str, step: int, loss: float, image: torch.Tensor | None) -> bool:
         """Tell the callback about one step; ``False`` (and ``stopped`` set) when it asks to stop."""
         global_step, self.step_count = self.step_count, self.step_count + 1
@@ -276,10 +284,7 @@ def optimize(
                 with torch.no_grad():
                     for b, p in zip(best, params):
                         b.copy_(p)
-            recorder.losses.append({"stage": stage, "step": i, "loss": value, **terms})
-            if image is not None and recorder.frame_every and i % recorder.frame_every == 0:
-                recorder.frames.append(image.detach()[:1].cpu())
-            if not recorder.report(stage, i, value, image):
+            if not recorder.record(stage, i, value, terms, image):
                 with torch.no_grad():
                     for p, b in zip(params, best):
                         p.copy_(b)

@@ -210,10 +210,7 @@ def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Ten
                     if value < best_loss[k]:
                         best_loss[k] = value
                         best[k] = latent.detach()[k]
-                    run.recorder.losses.append({"stage": stage.name, "step": i, "loss": value, **logged})
-                    if run.recorder.frame_every and i % run.recorder.frame_every == 0:
-                        run.recorder.frames.append(img.detach()[k:k + 1].cpu())
-                    if not run.recorder.report(stage.name, i, value, img[k:k + 1]):
+                    if not run.recorder.record(stage.name, i, value, logged, img[k:k + 1]):
                         active[k] = False
                         continue
                     total = total + loss_k

@@ -173,10 +173,7 @@ def pivotal_tuning_batch(
                     with torch.no_grad():
                         for name, p in params.items():
                             best[name][k] = p[k]
-                recorder.losses.append({"stage": stage, "step": i, "loss": value, **logged})
-                if recorder.frame_every and i % recorder.frame_every == 0:
-                    recorder.frames.append(img.detach().cpu())
-                if not recorder.report(stage, i, value, img):
+                if not recorder.record(stage, i, value, logged, img):
                     active[k] = False
                     continue
                 total = total + loss_k
