@@ -123,12 +123,19 @@ def test_feature_loss_scores_each_image_of_a_batch_as_if_alone(prior, case):
 
     _, _, ref = case
     img = torch.cat([ref["img_const_psi1"], ref["img_const_psi1"].flip(-1)])[:4]
+    calls = []
+    real = prior.D.forward_with_features
     with torch.no_grad():
-        batched = discriminator_features(prior, img)
+        prior.D.forward_with_features = lambda *a, **k: calls.append(a[0].shape[0]) or real(*a, **k)
+        try:
+            batched = discriminator_features(prior, img)
+        finally:
+            del prior.D.forward_with_features
         alone = [discriminator_features(prior, img[i:i + 1]) for i in range(img.shape[0])]
         mixed = prior.discriminator_features(img, torch.zeros(img.shape[0], prior.c_dim) if prior.c_dim else None)
     for k, feature in enumerate(batched):
         assert max_diff(feature, torch.cat([a[k] for a in alone])) <= 1e-5
+    assert calls == [img.shape[0]]  # one pass for the whole batch
     assert max_diff(mixed[-1], batched[-1]) > 1e-4
 
 
