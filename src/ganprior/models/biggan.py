@@ -19,7 +19,8 @@ key for key. Behaviour that matters for parity:
   numbers are all computed with it; ``relu_last_feature=False`` gives the pre-ReLU tensor.
 
 The arithmetic is reorganised for CPU speed (fused attention, upsampling/pooling folded into conv kernels,
-BN folded into one affine map, eval-mode spectral-norm weights cached): equal to the official op order up
+BN folded into one affine map, eval-mode spectral-norm weights cached, sigma's gradient taken analytically
+when G is tuned, im2col for the widest few-pixel convs): equal to the official op order up
 to float rounding (``tests/test_biggan.py``; measured against the official code by ``bench/biggan_speed.py``).
 
 Things this file deliberately does not reproduce: weight initialisation schemes (weights always come

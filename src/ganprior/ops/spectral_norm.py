@@ -11,6 +11,15 @@ changes (a frozen generator or discriminator: latent steps, candidate selection,
 normalised weight is computed once and reused, keyed on the tensors' storage and version counters,
 which every in-place write (optimiser steps, ``load_state_dict``, ``copy_``) advances. The cache costs
 one extra copy of each frozen layer's weight.
+
+When the weight itself is being tuned in eval mode (DGP's generator fine-tuning), sigma is still
+recomputed every call, with the same power iteration and the same gradient (sigma's included), but that
+gradient is written out analytically, ``dL/dW = h - (<h, W> / sigma) u^T v``, instead of being traced
+through the division and the matmuls: on CPU at the released width the traced version allocated half a
+dozen weight-sized temporaries per layer and was over half of the tuning step. Convolutions divide their
+output instead of their weight where that is smaller, and the few-pixel layers with weights over 32 MiB
+run the im2col kernel (measured faster there). Compiled graphs, vmap/grad transforms and training mode
+keep the plain traced path; the fast path cannot be differentiated twice (it says so if asked).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 WeightTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,11 +42,14 @@ def _remove_projections(x: torch.Tensor, basis: list[torch.Tensor]) -> torch.Ten
 
 
 def power_iteration(
-    weight_matrix: torch.Tensor, us: list[torch.Tensor], update: bool, eps: float
-) -> list[torch.Tensor]:
-    """One power-iteration step per stored left vector; returns the singular-value estimates.
+    weight_matrix: torch.Tensor, us: list[torch.Tensor], update: bool, eps: float, differentiable: bool = True
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """One power-iteration step per stored left vector; returns the singular-value estimates and the
+    new left (``u``) and right (``v``) vectors.
 
-    ``u`` and ``v`` are constants (no grad), the estimate ``v W^T u^T`` is differentiable in ``W``.
+    ``u`` and ``v`` are constants (no grad). With ``differentiable`` the estimate ``v W^T u^T`` is
+    computed as the official code does, differentiable in ``W``; without, it is a constant that reuses
+    the product ``v W^T`` the iteration already formed (the same matmul, so the same value).
     With ``update`` the new ``u`` is written into the buffers in place (training mode only).
     """
     left, right, sigmas = [], [], []
@@ -44,12 +57,123 @@ def power_iteration(
         with torch.no_grad():
             v = F.normalize(_remove_projections(torch.matmul(u_buffer, weight_matrix), right), eps=eps)
             right.append(v)
-            u = F.normalize(_remove_projections(torch.matmul(v, weight_matrix.t()), left), eps=eps)
+            v_wt = torch.matmul(v, weight_matrix.t())
+            u = F.normalize(_remove_projections(v_wt, left), eps=eps)
             left.append(u)
             if update:
                 u_buffer[:] = u
-        sigmas.append(torch.squeeze(torch.matmul(torch.matmul(v, weight_matrix.t()), u.t())))
-    return sigmas
+            if not differentiable:
+                sigmas.append(torch.squeeze(torch.matmul(v_wt, u.t())))
+        if differentiable:
+            sigmas.append(torch.squeeze(torch.matmul(torch.matmul(v, weight_matrix.t()), u.t())))
+    return sigmas, left, right
+
+
+def _sigma_chain_rule(h: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                      sigma: torch.Tensor) -> torch.Tensor:
+    """``dL/dW`` for ``W' = W / sigma``, ``sigma = u W v^T`` (``u``, ``v`` constant), from ``h = (dL/dW') / sigma``.
+
+    ``dL/dW = h - (<h, W> / sigma) u^T v``: the direct term plus sigma's rank-one gradient ``u^T v``,
+    what autograd derives through the official division and matmuls. ``h`` is overwritten (the caller
+    owns it): one dot product and one in-place pass, instead of autograd's half a dozen weight-sized
+    temporaries (on CPU each large new tensor also costs page faults).
+    """
+    k = torch.dot(h.reshape(-1), weight.reshape(-1)) / sigma
+    rows = (-1,) + (1,) * (h.dim() - 1)  # u^T v as a broadcast product: h may be any layout (a transform's gradient)
+    h.addcmul_(u.view(rows) * -k, v.view(1, *weight.shape[1:]))
+    return h
+
+
+class _DivideBySigma(torch.autograd.Function):
+    """``weight / sigma`` with sigma's gradient taken analytically (see :func:`_sigma_chain_rule`)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, u, v, sigma)
+        return weight / sigma
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weight, u, v, sigma = ctx.saved_tensors
+        return _sigma_chain_rule(grad / sigma, weight, u, v, sigma), None, None, None
+
+
+# oneDNN's convolution copies the weight into its blocked layout on every call; above glibc's largest
+# mmap threshold (32 MiB) that copy lands in freshly mapped pages each time, a fixed ~30-50 ms at
+# 1536 x 1536 x 3 x 3 that the few-pixel layers of BigGAN-128 at the released width (G's first block,
+# D's last two) cannot amortise. There the im2col + matrix-multiply kernel took 0.25-0.6x oneDNN's
+# time forward and 0.3-0.65x backward on this CPU, at 1-2 images of up to 64 pixels; at 4 images of
+# 4x4, or from 256 pixels, oneDNN was as fast or faster (bench/biggan_speed.py, width 96).
+_IM2COL_MIN_WEIGHT_BYTES = 32 << 20
+_IM2COL_MAX_PIXELS = 128  # batch x height x width
+_IM2COL_MAX_BATCH = 2
+
+
+def _im2col_wins(x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> bool:
+    return (x.size(0) <= _IM2COL_MAX_BATCH and x.size(0) * x.size(2) * x.size(3) <= _IM2COL_MAX_PIXELS
+            and weight.numel() * weight.element_size() > _IM2COL_MIN_WEIGHT_BYTES
+            and conv.groups == 1 and tuple(conv.dilation) == (1, 1) and x.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
+    """``F.conv2d`` with ``conv``'s geometry, through the im2col kernel where that is faster (same sums,
+    other order: equal up to float rounding; its autograd backward is im2col too)."""
+    if _im2col_wins(x, weight, conv):
+        return torch.ops.aten._slow_conv2d_forward(x, weight, weight.shape[2:], bias, conv.stride, conv.padding)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _conv2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d,
+                     mask: list[bool]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Input and weight gradients of :func:`conv2d` (no bias), by the kernel it chose."""
+    if _im2col_wins(x, weight, conv):
+        grad_x, grad_w, _ = torch.ops.aten._slow_conv2d_backward.output_mask(
+            grad, x, weight, weight.shape[2:], conv.stride, conv.padding, [*mask, False])
+    else:
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad, x, weight, None, conv.stride, conv.padding, conv.dilation, False, [0, 0], conv.groups, [*mask, False])
+    return grad_x, grad_w
+
+
+class _SNConv2d(torch.autograd.Function):
+    """``conv2d(x, W / sigma, b)`` with sigma's gradient taken analytically, dividing whichever is smaller.
+
+    The convolution is linear in the weight, so ``conv(x, W / sigma) = conv(x, W) / sigma``: where the
+    weight has more entries than the output (the wide low-resolution layers at small batches) the
+    output is divided instead, and the backward pass scales the output gradient, so no weight-sized
+    ``W / sigma`` or ``dL/dW' / sigma`` is ever allocated; the weight gradient ``h`` comes straight out
+    of the convolution's backward and :func:`_sigma_chain_rule` finishes it in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, u: torch.Tensor,
+                v: torch.Tensor, sigma: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        scale_output = weight.numel() > x.size(0) * weight.size(0) * x.size(2) * x.size(3)
+        if scale_output:
+            used = weight
+            out = conv2d(x, weight, None, conv).div_(sigma)
+            if bias is not None:
+                out.add_(bias.view(1, -1, 1, 1))
+        else:
+            used = weight / sigma
+            out = conv2d(x, used, bias, conv)
+        ctx.save_for_backward(x, weight, used, u, v, sigma)
+        ctx.conv, ctx.scale_output, ctx.has_bias = conv, scale_output, bias is not None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, used, u, v, sigma = ctx.saved_tensors
+        grad_used = grad / sigma if ctx.scale_output else grad
+        grad_x, h = _conv2d_backward(grad_used, x, used, ctx.conv, [ctx.needs_input_grad[0], ctx.needs_input_grad[1]])
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = _sigma_chain_rule(h if ctx.scale_output else h.div_(sigma), weight, u, v, sigma)
+        grad_bias = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias, None, None, None, None
 
 
 class _WeightCache:
@@ -111,16 +235,32 @@ class SpectralNormMixin:
                     or torch.is_inference_mode_enabled()  # inference tensors cannot be saved for backward later
                     or torch._C._functorch.is_functorch_wrapped_tensor(weight))  # vmap / grad transforms
 
-    def _compute_normalized_weight(self, transform: WeightTransform | None) -> torch.Tensor:
+    def _fast_gradient(self) -> bool:
+        """Whether to take sigma's gradient analytically (eval mode, a gradient wanted for the weight,
+        plain eager autograd: compiled graphs and vmap/grad transforms, and training, keep the plain path)."""
+        weight = self.weight
+        return (not self.training and weight.requires_grad and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and not torch._C._functorch.is_functorch_wrapped_tensor(weight))
+
+    def _sigma(self, differentiable: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(sigma_0, u_0, v_0)``; in training mode after ``num_itrs`` steps that update ``u``/``sv``."""
         matrix = self.weight.view(self.weight.size(0), -1)
         us = [getattr(self, f"u{i}") for i in range(self.num_svs)]
         for _ in range(self.num_itrs if self.training else 1):
-            sigmas = power_iteration(matrix, us, update=self.training, eps=self.sn_eps)
+            sigmas, left, right = power_iteration(matrix, us, update=self.training, eps=self.sn_eps,
+                                                  differentiable=differentiable)
         if self.training:
             with torch.no_grad():
                 for i, sigma in enumerate(sigmas):
                     getattr(self, f"sv{i}")[:] = sigma
-        weight = self.weight / sigmas[0]
+        return sigmas[0], left[0], right[0]
+
+    def _compute_normalized_weight(self, transform: WeightTransform | None) -> torch.Tensor:
+        if self._fast_gradient():
+            sigma, u, v = self._sigma(differentiable=False)
+            weight = _DivideBySigma.apply(self.weight, u, v, sigma)
+        else:
+            weight = self.weight / self._sigma(differentiable=True)[0]
         return weight if transform is None else transform(weight)
 
 
@@ -131,7 +271,10 @@ class SNConv2d(nn.Conv2d, SpectralNormMixin):
         self._init_spectral_norm(num_svs, num_itrs, out_channels, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.normalized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self._fast_gradient():
+            sigma, u, v = self._sigma(differentiable=False)
+            return _SNConv2d.apply(x, self.weight, self.bias, u, v, sigma, self)
+        return conv2d(x, self.normalized_weight(), self.bias, self)
 
 
 class SNLinear(nn.Linear, SpectralNormMixin):
