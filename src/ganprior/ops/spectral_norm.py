@@ -103,8 +103,9 @@ class _DivideBySigma(torch.autograd.Function):
 # mmap threshold (32 MiB) that copy lands in freshly mapped pages each time, a fixed ~30-50 ms at
 # 1536 x 1536 x 3 x 3 that the few-pixel layers of BigGAN-128 at the released width (G's first block,
 # D's last two) cannot amortise. There the im2col + matrix-multiply kernel took 0.25-0.6x oneDNN's
-# time forward and 0.3-0.65x backward on this CPU, at 1-2 images of up to 64 pixels; at 4 images of
-# 4x4, or from 256 pixels, oneDNN was as fast or faster (bench/biggan_speed.py, width 96).
+# time forward and 0.3-0.65x backward on this CPU at one image of 8x8 or 4x4 or two of 4x4, ~0.9x at
+# two of 8x8; at 4 images of 4x4, or from 256 pixels, oneDNN was as fast or faster (bench/biggan_speed.py,
+# width 96).
 _IM2COL_MIN_WEIGHT_BYTES = 32 << 20
 _IM2COL_MAX_PIXELS = 128  # batch x height x width
 _IM2COL_MAX_BATCH = 2
