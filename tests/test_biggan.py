@@ -352,6 +352,20 @@ def test_self_attention_equals_explicit_softmax():
     assert torch.allclose(grad_ours, grad_official, rtol=1e-4, atol=1e-5)
 
 
+def test_activations_after_attention_stay_contiguous():
+    """No channels-last view leaks out of attention: every conv after it would re-lay out its weight per call."""
+    prior = _tiny_prior()
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+             for m in prior.modules() if isinstance(m, biggan.SNConv2d)]
+    z, c = prior.sample_z(2, torch.Generator().manual_seed(0)), prior.class_matrix([1, 5], 2)
+    with torch.no_grad():
+        prior.discriminate(prior(z, c))
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) > 20 and all(seen)
+
+
 def test_cached_spectral_norm_follows_every_weight_change():
     """A frozen eval-mode prior reuses its normalised weights; after an optimiser step, an in-place edit,
     a ``.data`` swap or a new ``u``, its output still equals a freshly built prior's."""
