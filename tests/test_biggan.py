@@ -352,18 +352,27 @@ def test_self_attention_equals_explicit_softmax():
     assert torch.allclose(grad_ours, grad_official, rtol=1e-4, atol=1e-5)
 
 
-def test_activations_after_attention_stay_contiguous():
-    """No channels-last view leaks out of attention: every conv after it would re-lay out its weight per call."""
+def test_activation_layout_after_attention():
+    """D's convs all see contiguous NCHW input (a channels-last view leaking out of its attention made every
+    later conv re-lay out its 1536-channel weight per call); G's after its attention see channels-last."""
     prior = _tiny_prior()
-    seen = []
-    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
-             for m in prior.modules() if isinstance(m, biggan.SNConv2d)]
+    layouts: dict[str, list[bool]] = {"G": [], "D": []}
+    hooks = [m.register_forward_pre_hook(lambda m, args, net=net: layouts[net].append(args[0].is_contiguous()))
+             for net in ("G", "D") for m in getattr(prior, net).modules() if isinstance(m, biggan.SNConv2d)]
     z, c = prior.sample_z(2, torch.Generator().manual_seed(0)), prior.class_matrix([1, 5], 2)
     with torch.no_grad():
-        prior.discriminate(prior(z, c))
+        image = prior(z, c)
+        prior.discriminate(image)
     for hook in hooks:
         hook.remove()
-    assert len(seen) > 20 and all(seen)
+    assert image.is_contiguous()  # what D, losses and callers get
+    assert len(layouts["D"]) > 10 and all(layouts["D"])
+    assert not layouts["G"][-1]  # G's output conv runs after the attention at 16 px
+    with torch.no_grad():
+        for net in ("G", "D"):
+            for m in getattr(prior, net).modules():
+                if isinstance(m, SelfAttention):
+                    assert m.channels_last == (net == "G")
 
 
 def test_cached_spectral_norm_follows_every_weight_change():
