@@ -335,6 +335,20 @@ def test_resampling_convs_equal_the_official_formulation(shape):
             assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())  # float rounding
 
 
+@pytest.mark.parametrize("shape", [(1, 6, 8, 8), (1, 6, 16, 16)])  # below / above the frozen-weight threshold
+def test_frozen_upsample_conv_equals_the_official_formulation(shape):
+    """With G frozen (inversion, candidate selection) the transposed conv starts at fewer pixels than when tuned."""
+    torch.manual_seed(0)
+    conv = biggan.SNConv2d(6, 5, 3, padding=1, eps=1e-6).eval().requires_grad_(False)
+    x = torch.randn(shape, requires_grad=True)
+    assert (shape[2] * shape[3] >= biggan._MIN_PIXELS_FOR_TRANSPOSED_CONV) == (shape[2] == 16)
+    results = []
+    for out in (biggan._upsample_conv3x3(x, conv), conv(torch.nn.functional.interpolate(x, scale_factor=2))):
+        results.append([out.detach(), *torch.autograd.grad(out.square().sum(), x)])
+    for a, b in zip(*results):
+        assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
+
+
 def test_self_attention_equals_explicit_softmax():
     torch.manual_seed(0)
     attention = SelfAttention(16, biggan._SpectralNorm(1, 1, 1e-6)).eval()

@@ -89,7 +89,8 @@ def test_fast_gradient_through_a_weight_transform():
     """The upsample-conv kernel is a function of the normalised weight; its gradient passes through."""
     torch.manual_seed(0)
     conv = SNConv2d(6, 5, 3, padding=1).double().eval()
-    x = torch.randn(1, 6, 16, 16, dtype=torch.float64, requires_grad=True)  # above the transposed-conv threshold
+    x = torch.randn(1, 6, 32, 32, dtype=torch.float64, requires_grad=True)
+    assert 32 * 32 >= biggan._MIN_PIXELS_FOR_TRANSPOSED_CONV_TUNED  # the transposed conv with the rebuilt kernel
 
     def official(m: SNConv2d, t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.interpolate(t, scale_factor=2), _official_normalized_weight(m), m.bias, padding=1)

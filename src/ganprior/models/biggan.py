@@ -326,13 +326,19 @@ def _pooled_kernel(weight: torch.Tensor) -> torch.Tensor:
 # this CPU (measured at 16 and 96 channels per ch unit, bench/biggan_speed.py).
 _MIN_PIXELS_FOR_TRANSPOSED_CONV = 256
 _MIN_PIXELS_FOR_POOLED_CONV = 4096
+# While G's weights are tuned the kernel is rebuilt (and differentiated) on every call instead of cached:
+# at width 96, batch 4, the DGP tuning step was 0.70 / 0.61 / 0.67 / 0.76x the official time with this
+# threshold at 256 / 1024 / 4096 / never (one A/B run; at batch 1 all within 0.49-0.51).
+_MIN_PIXELS_FOR_TRANSPOSED_CONV_TUNED = 1024
 
 
 def _upsample_conv3x3(x: torch.Tensor, conv: SNConv2d) -> torch.Tensor:
     """``conv(F.interpolate(x, scale_factor=2))`` without the upsampled input: each output pixel sees a 2x2
     input patch, so one transposed conv does 4 instead of 9 multiply-adds per output (same result up to
     float rounding: the kernel taps that see the same input pixel are summed first)."""
-    if x.shape[0] * x.shape[2] * x.shape[3] < _MIN_PIXELS_FOR_TRANSPOSED_CONV:
+    tuned = conv.weight.requires_grad and torch.is_grad_enabled()  # the kernel is rebuilt on every call
+    threshold = _MIN_PIXELS_FOR_TRANSPOSED_CONV_TUNED if tuned else _MIN_PIXELS_FOR_TRANSPOSED_CONV
+    if x.shape[0] * x.shape[2] * x.shape[3] < threshold:
         return conv(F.interpolate(x, scale_factor=2))
     return F.conv_transpose2d(x, conv.normalized_weight(_upsampled_kernel), conv.bias, stride=2, padding=1)
 
