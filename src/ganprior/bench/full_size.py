@@ -17,6 +17,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -167,9 +168,18 @@ def limit_memory(megabytes: float) -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    """Peak resident memory of this process so far.
+
+    On Linux ``VmHWM`` of ``/proc/self/status``, because ``ru_maxrss`` survives ``fork`` + ``exec``: a
+    worker started by a process larger than itself would report its parent's size (Linux reports KiB,
+    macOS bytes).
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def parameter_count(prior: GenerativePrior) -> tuple[int, int]:

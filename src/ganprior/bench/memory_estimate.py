@@ -53,9 +53,9 @@ from torch.utils.weak import WeakTensorKeyDictionary
 
 aten = torch.ops.aten
 _CONVOLUTIONS = {aten.convolution.default, aten.convolution_backward.default}
-#: placeholder of a scalar read from a tensor, by the op that made it (default: 1 / 1.0 / True)
 #: tensors up to this many elements made only from real ones are computed for real (observations, masks)
 SMALL_NUMEL = 2**20
+#: placeholder of a scalar read from a tensor, by the op that made it (default: 1 / 1.0 / True)
 _PLACEHOLDERS = {"min": -1.0, "amin": -1.0, "aminmax": -1.0, "max": 1.0, "amax": 1.0}
 
 
