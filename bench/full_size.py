@@ -96,14 +96,11 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def extra_image_mb(info: dict, case: str) -> float | None:
-    """Peak-RSS growth per image between the smallest and largest measured batch of ``case``."""
-    done = sorted((r["batch"], r["peak_rss_mb"]) for name, r in info["cases"].items()
-                  if name.startswith(case + " b") and "error" not in r)
-    if len(done) < 2:
-        return None
-    (b0, m0), (b1, m1) = done[0], done[-1]
-    return round((m1 - m0) / (b1 - b0), 1)
+def extra_image_mb(info: dict, case: str, key: str = "peak_rss_mb") -> float | None:
+    """Growth of ``key`` per image between the smallest and largest measured batch of ``case``."""
+    sizes = {int(name.rsplit(" b", 1)[1]): r[key] for name, r in info["cases"].items()
+             if name.rsplit(" b", 1)[0] == case and key in r}
+    return memory_estimate.per_extra_image(sizes)
 
 
 def import_rss_mb(method: bool) -> float:
@@ -160,9 +157,7 @@ def estimate(args: argparse.Namespace) -> dict:
                 print(model, case, r, flush=True)
                 if args.out:
                     atomic_write_text(args.out, json.dumps(results, indent=1))
-            sizes = {int(c.rsplit(" b", 1)[1]): r["estimated_peak_rss_mb"] for c, r in info["cases"].items()
-                     if c.rsplit(" b", 1)[0] == name and "estimated_peak_rss_mb" in r}
-            info.setdefault("mb_per_extra_image", {})[name] = memory_estimate.per_extra_image(sizes)
+            info.setdefault("mb_per_extra_image", {})[name] = extra_image_mb(info, name, "estimated_peak_rss_mb")
             if args.out:
                 atomic_write_text(args.out, json.dumps(results, indent=1))
     return results
