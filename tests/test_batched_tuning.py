@@ -14,6 +14,7 @@ from ganprior.methods.base import RunRecorder
 from ganprior.methods.batched_tuning import (cri_tune_batch, pivotal_tuning_batch, pti_batch, render_with_weights,
                                              tuned_parameter_names, tuned_results)
 from ganprior.methods.pti import generator_delta, pivotal_tuning
+from trajectories import assert_same_trajectory
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,7 +77,8 @@ def test_batch_of_three_equals_one_at_a_time(setup):
     """Two steps: the loss curves agree to 1e-5 (relative). Adam's first updates are about ±lr whatever
     the gradient's size, so an element whose gradient is near zero can flip sign on rounding: a few
     weights (~0.1 %) then differ by up to 2·lr per step, the rest agree to 1e-5, and the tuned images
-    by about 1e-5 (measured 1.06e-5; bound 3e-5)."""
+    by about 1e-5 (measured 1.06e-5 on an Intel CPU, 3.6e-5 on an AMD EPYC: the kernels round
+    differently; bound 1e-4, under 1 % of what the two steps changed)."""
     prior, _, _, method, pivots, runs = setup
     steps = 2
     got = _batched(prior, pivots, _fresh(runs), steps=steps)
@@ -88,7 +90,9 @@ def test_batch_of_three_equals_one_at_a_time(setup):
         with torch.no_grad():
             image = alone.synthesis(pivots[k:k + 1], runs[k].c).clamp(-1, 1)
         result, = tuned_results(method, prior, pivots[k:k + 1], runs[k:k + 1], [got[k]])
-        assert (result.image - image).abs().max() <= 3e-5
+        with torch.no_grad():
+            untuned = prior.synthesis(pivots[k:k + 1], runs[k].c).clamp(-1, 1)
+        assert (result.image - image).abs().max() <= min(1e-4, 0.01 * (image - untuned).abs().max())
         assert result.generator_delta.keys() == generator_delta(prior, alone).keys()
 
 
@@ -158,9 +162,7 @@ def test_method_batches_equal_method_runs(setup, name):
         batched = cri_tune_batch(method, prior, base, pivots, runs, SEEDS)
     for obs, cls, seed, got in zip(observations, classes, SEEDS, batched):
         alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
-        assert [e["stage"] for e in got.losses] == [e["stage"] for e in alone.losses]
-        assert [e["loss"] for e in got.losses] == pytest.approx([e["loss"] for e in alone.losses], rel=1e-5, abs=1e-7)
-        assert (got.latent - alone.latent).abs().max() <= 1e-5 and (got.image - alone.image).abs().max() <= 1e-4
+        assert_same_trajectory(got, alone)
         assert got.generator_delta.keys() == alone.generator_delta.keys() and got.generator_delta
         assert got.extras.keys() == alone.extras.keys() and got.stopped is None
 
@@ -185,3 +187,22 @@ def test_stylegan3_and_xl_synthesis_batch_per_image_weights(official_dir, case):
             for name, value in weights.items():
                 mine[name].copy_(value[k])
             assert (batched[k] - copy.synthesis(ws[k:k + 1], c[k:k + 1])[0]).abs().max() <= 1e-5
+
+
+def test_two_pass_locality_equals_one_pass(setup, monkeypatch):
+    """Above ``JOINT_RENDER_PIXELS`` (full-size networks) the locality latent gets its own forward and
+    backward before the pivot renders: the same loss curve and weights as the one-pass batch of two, to
+    float rounding (same Adam sign-flip bound as the batched tests)."""
+    from ganprior.methods import pti
+
+    prior, _, _, _, pivots, runs = setup
+    joint, joint_rec = _alone(prior, pivots, _fresh(runs), 2)
+    monkeypatch.setattr(pti, "JOINT_RENDER_PIXELS", 0)
+    split, split_rec = _alone(prior, pivots, _fresh(runs), 2)
+    joint_curve = torch.tensor([e["loss"] for e in joint_rec.losses])
+    split_curve = torch.tensor([e["loss"] for e in split_rec.losses])
+    assert len(split_curve) == TUNING["steps"] and split_rec.losses[-1].keys() >= {"locality"}
+    torch.testing.assert_close(split_curve, joint_curve, rtol=1e-5, atol=0)
+    _assert_close_weights(dict(split.named_parameters()), joint)
+    moved = max((a - b).abs().max() for a, b in zip(split.synthesis_parameters(), prior.synthesis_parameters()))
+    assert moved > 1e-4  # the tuning did move the weights, so the comparison means something

@@ -153,6 +153,31 @@ def test_resume_may_switch_precision_and_layout(tiny_npz, tmp_path):
     assert bad.exit_code != 0 and "--precision" in bad.output and "Traceback" not in bad.output
 
 
+def test_resume_with_a_late_phase_schedule(tiny_npz, tmp_path):
+    """``--resume --lr X --ema-kimg Y`` changes the stored run's rate (both optimisers, D's lazy-R1
+    rescaling kept) and EMA, says so in the log and keeps it in later checkpoints; a plain resume keeps
+    the stored rate, and the networks' shape cannot change on resume."""
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_npz), "--out", str(out), "--batch", "4"]
+    assert runner.invoke(train_command, args + ["--max-iters", "2"]).exit_code == 0
+    result = runner.invoke(train_command, args + ["--max-iters", "3", "--resume", "--lr", "0.0005",
+                                                  "--ema-kimg", "20"])
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(out / "ckpt.pt")
+    assert state["iteration"] == 3 and state["config"]["lr_g"] == state["config"]["lr_d"] == 0.0005
+    assert state["config"]["ema_kimg"] == 20
+    ratio = TrainConfig().r1_interval / (TrainConfig().r1_interval + 1)
+    assert state["opt_G"]["param_groups"][0]["lr"] == 0.0005
+    assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * ratio)
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {"iter": 2, "event": "resume-overrides", "lr_g": 0.0005, "lr_d": 0.0005, "ema_kimg": 20.0} in events
+    assert runner.invoke(train_command, args + ["--max-iters", "4", "--resume"]).exit_code == 0
+    assert load_checkpoint(out / "ckpt.pt")["opt_G"]["param_groups"][0]["lr"] == 0.0005
+    with pytest.raises(ValueError, match="can change only"):
+        train(tiny_npz, out, TINY, max_iters=5, overrides={"batch": 8})
+
+
 def test_init_from_warm_starts_a_new_run_from_a_native_prior(tiny_npz, tmp_path):
     _run(tiny_npz, tmp_path / "source", 2)
     prior_file = tmp_path / "source" / "prior.safetensors"

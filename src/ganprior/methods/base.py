@@ -252,6 +252,9 @@ def optimize(
 ) -> None:
     """Adam over ``params`` for ``steps`` iterations; ``step_fn(i) -> (loss, terms, image)``.
 
+    The gradients are zeroed before ``step_fn`` runs, so it may back-propagate part of its loss itself
+    (and free that part's graph) and return the rest with the part's value added detached.
+
     Keeps a copy of the parameters with the lowest finite loss. If the loss turns NaN/inf the stage
     stops, the parameters are put back to that best state and ``recorder.stopped`` says where (later
     stages then do nothing). The same happens when the recorder's step callback asks to stop.
@@ -267,6 +270,7 @@ def optimize(
         for i in bar:
             for group in optimizer.param_groups:
                 group["lr"] = lr(i / steps)
+            optimizer.zero_grad(set_to_none=True)
             loss, terms, image = step_fn(i)
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -290,7 +294,6 @@ def optimize(
                         p.copy_(b)
                 bar.close()
                 return
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if after_step is not None:

@@ -31,6 +31,12 @@ from ganprior.methods.projection import mean_w, optimize_ws
 from ganprior.models.prior import GenerativePrior
 
 
+#: most output pixels the pivot and the locality latent render in one forward pass; above it (256² and
+#: up) each gets its own forward and backward, which halves the activation peak for the same (summed)
+#: gradient: StyleGAN-XL-512's pair went over 19 GB, where one rendering peaks at 9.5 GB
+JOINT_RENDER_PIXELS = 2 * 128**2
+
+
 class LocalityRegularizer:
     """Where the locality term ``perceptual_weight·P(x_r, x_r*) + l2_weight·MSE(x_r, x_r*)`` is taken: a latent
     α away from the pivot, one per step.
@@ -102,20 +108,30 @@ def pivotal_tuning(
     for p in params:
         p.requires_grad_(True)
     regularizer = LocalityRegularizer(prior, pivot, reg_alpha, seed) if reg_weight else None
+    one_pass = 2 * int(prior.resolution) ** 2 <= JOINT_RENDER_PIXELS
 
     def step(i: int):
+        reg = None
         if regularizer is None:
             img = tuned.synthesis(pivot, c)
         else:
             w_r, c_r = regularizer.anchor()
             with torch.no_grad():
                 old = prior.synthesis(w_r, c_r)
-            img, new = tuned.synthesis(torch.cat([pivot, w_r]), torch.cat([c, c_r])).split(1)
+            if one_pass:
+                img, new = tuned.synthesis(torch.cat([pivot, w_r]), torch.cat([c, c_r])).split(1)
+                reg = locality_distance(loss.perceptual, new, old, reg_perceptual_weight, reg_l2_weight).sum()
+            else:  # the locality term's backward first (optimize zeroed the grads), its graph freed
+                new = tuned.synthesis(w_r, c_r)
+                reg = locality_distance(loss.perceptual, new, old, reg_perceptual_weight, reg_l2_weight).sum()
+                (reg_weight * reg).backward()
+                reg = reg.detach()
+                del new
+                img = tuned.synthesis(pivot, c)
         terms = loss.terms(img)
         total = loss.total(terms).sum()
         logged = {k: float(v.detach().sum()) for k, v in terms.items()}
-        if regularizer is not None:
-            reg = locality_distance(loss.perceptual, new, old, reg_perceptual_weight, reg_l2_weight).sum()
+        if reg is not None:
             total = total + reg_weight * reg
             logged["locality"] = float(reg.detach())
         return total, logged, img

@@ -19,7 +19,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ from ganprior.training.losses import discriminator_loss, generator_loss, r1_pena
 CHECKPOINT_FORMAT = "ganprior-train-1"
 SAMPLE_SEED = 20240601
 PRECISIONS = ("fp32", "bf16")
+
+
+#: what ``train(..., overrides=...)`` may change when a run resumes (the schedule, not the networks)
+RESUME_OVERRIDES = ("lr_g", "lr_d", "ema_kimg")
 
 
 class TrainingDiverged(RuntimeError):
@@ -287,6 +291,10 @@ class Trainer:
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
+        ratio = self.config.r1_interval / (self.config.r1_interval + 1)
+        for optimizer, lr in ((self.opt_G, self.config.lr_g), (self.opt_D, self.config.lr_d * ratio)):
+            for group in optimizer.param_groups:  # the config's rate (a resume may change it), not the stored one
+                group["lr"] = lr
         self.iteration = int(state["iteration"])
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in state:
@@ -351,6 +359,7 @@ def train(
     init_iteration: int | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> Trainer:
     """Train (or continue training) until ``max_minutes`` / ``max_iters`` or a signal; checkpoint on exit.
 
@@ -359,16 +368,25 @@ def train(
     run from a native prior file (its EMA generator becomes G and G_ema, its D is kept; fresh Adam
     moments), which is how training continues from the shipped asset when no ``ckpt.pt`` is at hand.
     ``precision`` / ``channels_last``: see :class:`Trainer` (runtime choices, free to change on resume).
+    ``overrides`` (resume only): :data:`RESUME_OVERRIDES` fields that replace the run's stored ones, a
+    late-phase schedule (e.g. a lower learning rate once FID levels off); the change goes to the log.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "ckpt.pt"
     data = load_emoji_npz(data_path, "train")
+    changes: dict[str, Any] = {}
     if ckpt_path.exists():
         if not resume:
             raise CheckpointError(f"{ckpt_path} exists: pass resume=True (--resume) or choose another output folder")
         state = load_checkpoint(ckpt_path)
         stored = TrainConfig.from_dict(state["config"])
-        if stored != config:
+        changes = {k: v for k, v in (overrides or {}).items() if getattr(stored, k) != v}
+        if set(changes) - set(RESUME_OVERRIDES):
+            raise ValueError(f"a resumed run can change only {', '.join(RESUME_OVERRIDES)}; got {sorted(changes)}")
+        if changes:
+            tqdm.write("resuming with " + ", ".join(f"{k} {getattr(stored, k)} -> {v}" for k, v in changes.items()))
+            stored = replace(stored, **changes)
+        elif stored != config:
             tqdm.write(f"resuming with the run's stored config (ignoring the one given): {stored}")
         trainer = Trainer(stored, data, device, state, precision=precision, channels_last=channels_last)
     else:
@@ -391,6 +409,8 @@ def train(
     total = max_iters if max_iters is not None else None
     with _StopFlag() as flag, tqdm(total=total, initial=trainer.iteration, unit="it", dynamic_ncols=True,
                                    mininterval=10) as bar, open(out_dir / "log.jsonl", "a") as log:
+        if changes:
+            log.write(json.dumps({"iter": trainer.iteration, "event": "resume-overrides", **changes}) + "\n")
         while not flag.stop:
             if max_iters is not None and trainer.iteration >= max_iters:
                 break
