@@ -47,7 +47,8 @@ def worker(args: argparse.Namespace) -> None:
     full_size.limit_memory(args.address_space_mb)
     start = time.perf_counter()
     prior = full_size.build(args.model, args.width, args.resolution)
-    built = {"build_s": round(time.perf_counter() - start, 2), "rss_after_build_mb": round(full_size.peak_rss_mb(), 1)}
+    built = {"build_s": round(time.perf_counter() - start, 2), "rss_after_build_mb": round(full_size.peak_rss_mb(), 1),
+             "cpu": full_size.cpu_label()}
     kind, _, value = args.case.partition(":")
     if kind == "step":
         out = full_size.run_step(prior, int(value), rounds=args.rounds)
@@ -86,7 +87,7 @@ def table(results: dict) -> str:
             if isinstance(steps, dict):
                 steps = ", ".join(f"{k} {v}" for k, v in steps.items())
             cpu = r.get("cpu_s_per_step", f"{r.get('cpu_seconds', '')} total")
-            note = "; ".join(r.get("stopped") or [])
+            note = "; ".join([*(r.get("stopped") or []), *([r["cpu"]] if "cpu" in r else [])])
             lines.append(f"| {model} | {info['params_G'] / 1e6:.1f} M | {info['params_D'] / 1e6:.1f} M | {case} | "
                          f"{steps} | {cpu} | {r['peak_rss_mb']:.0f} | {r['rss_after_build_mb']:.0f} | {note[:60]} |")
         extras = {"step": info.get("mb_per_extra_image"), **info.get("method_mb_per_extra_image", {})}

@@ -14,6 +14,7 @@ cost is stood in for by a random-weight VGG16 trunk with the same call conventio
 
 from __future__ import annotations
 
+import platform
 import resource
 import sys
 import time
@@ -180,6 +181,16 @@ def peak_rss_mb() -> float:
     except (OSError, IndexError, ValueError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def cpu_label() -> str:
+    """The CPU a case ran on, e.g. ``"AMD EPYC, AVX2"``: CPU seconds compare only within one kind."""
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def parameter_count(prior: GenerativePrior) -> tuple[int, int]:
