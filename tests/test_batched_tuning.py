@@ -196,9 +196,21 @@ def test_two_pass_locality_equals_one_pass(setup, monkeypatch):
     from ganprior.methods import pti
 
     prior, _, _, _, pivots, runs = setup
+    batches = []
+    synthesis = type(prior).synthesis
+
+    def counted(self, ws, *args, **kwargs):
+        if torch.is_grad_enabled():  # the tuned generator's renders (the original's run under no_grad)
+            batches.append(ws.shape[0])
+        return synthesis(self, ws, *args, **kwargs)
+
+    monkeypatch.setattr(type(prior), "synthesis", counted)
     joint, joint_rec = _alone(prior, pivots, _fresh(runs), 2)
+    assert batches == [2] * TUNING["steps"]  # one batch of two per step
+    batches.clear()
     monkeypatch.setattr(pti, "JOINT_RENDER_PIXELS", 0)
     split, split_rec = _alone(prior, pivots, _fresh(runs), 2)
+    assert batches == [1, 1] * TUNING["steps"]  # w_r, then the pivot, each alone
     joint_curve = torch.tensor([e["loss"] for e in joint_rec.losses])
     split_curve = torch.tensor([e["loss"] for e in split_rec.losses])
     assert len(split_curve) == TUNING["steps"] and split_rec.losses[-1].keys() >= {"locality"}

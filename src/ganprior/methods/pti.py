@@ -126,7 +126,6 @@ def pivotal_tuning(
                 reg = locality_distance(loss.perceptual, new, old, reg_perceptual_weight, reg_l2_weight).sum()
                 (reg_weight * reg).backward()
                 reg = reg.detach()
-                del new
                 img = tuned.synthesis(pivot, c)
         terms = loss.terms(img)
         total = loss.total(terms).sum()

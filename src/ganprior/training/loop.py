@@ -137,13 +137,17 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.augment = DiffAugment(config.augment)
         # Lazy regularisation (StyleGAN2 Appendix B): R1 every k steps, D's Adam rescaled by k / (k + 1).
-        ratio = config.r1_interval / (config.r1_interval + 1)
+        ratio = self._lazy_r1_ratio()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=(0.0, 0.99), eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr_d * ratio, betas=(0.0, 0.99**ratio),
                                       eps=1e-8)
         self.iteration = 0
         if state is not None:
             self._load(state)
+
+    def _lazy_r1_ratio(self) -> float:
+        """k / (k + 1) for R1 every k steps: D's Adam rate and beta2 exponent."""
+        return self.config.r1_interval / (self.config.r1_interval + 1)
 
     # ----- one iteration ---------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -291,8 +295,7 @@ class Trainer:
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        ratio = self.config.r1_interval / (self.config.r1_interval + 1)
-        for optimizer, lr in ((self.opt_G, self.config.lr_g), (self.opt_D, self.config.lr_d * ratio)):
+        for optimizer, lr in ((self.opt_G, self.config.lr_g), (self.opt_D, self.config.lr_d * self._lazy_r1_ratio())):
             for group in optimizer.param_groups:  # the config's rate (a resume may change it), not the stored one
                 group["lr"] = lr
         self.iteration = int(state["iteration"])
