@@ -63,6 +63,30 @@ def reusable(directory: str | os.PathLike, wanted: dict[str, Any]) -> tuple[bool
     return False, f"it was made with another {', '.join(differ) or 'configuration'}"
 
 
+def run_folder(out_dir: str | os.PathLike, stem: str, method: str) -> Path:
+    """Where ``ganprior restore`` puts image ``stem`` restored with ``method``: ``OUT/<stem>``, unless that
+    folder holds a run of another method, then ``OUT/<stem>-<method>`` (comparing methods in one ``--out``
+    never overwrites the first)."""
+    plain = Path(out_dir) / stem
+    made_with = ((read_run(plain) or {}).get("config") or {}).get("method")
+    if made_with is None or str(made_with).lower() == method.lower():
+        return plain
+    return Path(out_dir) / f"{stem}-{method.lower()}"
+
+
+def request_digest(image: str | os.PathLike, settings: dict[str, Any]) -> str:
+    """A digest of an image file's bytes and the command-line settings of its run (``config.request``
+    in ``run.json``): equal digests let a re-run skip a finished image before any model loads."""
+    digest = hashlib.sha256(Path(image).read_bytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def recorded_request(directory: str | os.PathLike) -> str | None:
+    """The request digest a finished run folder recorded (None without one)."""
+    return ((read_run(directory) or {}).get("config") or {}).get("request")
+
+
 def _lock_path(directory: Path) -> Path:
     return directory.parent / f".{directory.name}.lock"
 

@@ -19,8 +19,11 @@ from pathlib import Path
 import click
 from tqdm.auto import tqdm
 
-from ganprior.cli.restore_checks import check_images, check_mask, check_out
-from ganprior.image_files import DEFAULT_MAX_PIXELS, HOLE_VALUES
+from ganprior.cli.restore_checks import (_registry, check_device, check_images, check_mask, check_model, check_out,
+                                        check_task)
+from ganprior.cli.threads import threads_option
+from ganprior.image_files import DEFAULT_MAX_PIXELS, HOLE_VALUES, is_mask_file
+from ganprior.resume import recorded_request, request_digest, run_folder
 from ganprior.names import DGP_SCHEDULES as SCHEDULES
 from ganprior.names import METHODS, PRESETS
 
@@ -95,11 +98,16 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
+@threads_option
 def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
             preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
-            method_options, faces, compile_networks, batch_size) -> None:
+            method_options, faces, compile_networks, batch_size, threads) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
-    sizes, bad = check_images(list(images), max_pixels)  # before anything imports torch
+    given = dict(locals())
+    check_task(task)  # every argument before anything imports torch or reads the model
+    check_model(model, weights)
+    check_device(device)
+    sizes, bad = check_images(list(images), max_pixels)
     for path, message in bad.items():
         click.echo(f"error: {message}", err=True)
     mask_warning, mask_bad = check_mask(mask, mask_hole_value, task, scale, sizes, max_pixels)
@@ -113,13 +121,41 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
     if len(set(stems)) != len(stems):
         raise click.UsageError("several images share a file name stem; their run directories would collide")
     check_out(out_dir)
-    from ganprior.methods.options import MethodOptionError, parse_method_options
-
     options = {k: v for k, v in (("schedule", schedule), ("early_stop_mse", early_stop_mse)) if v is not None}
     if options and method != "dgp":
         raise click.UsageError("--schedule and --early-stop-mse only apply to --method dgp")
+    failures = len(bad) + len(mask_bad)
+    usable = [path for path in images if path in sizes and path not in mask_bad]
+    request = dict(task=task, mask=_mask_identity(mask), mask_hole_value=mask_hole_value, scale=scale, method=method,
+                   model=_model_identity(model, weights), class_index=class_index, seed=seed, steps=steps,
+                   preset=preset, perceptual=perceptual, fit=fit, options=[*method_options, *sorted(options.items())],
+                   faces=faces, version=_version())
+    requests = {path: request_digest(path, request) for path in usable}
+    if not overwrite and all(recorded_request(run_folder(out_dir, p.stem, method)) == requests[p] for p in usable):
+        for path in usable:  # nothing to do: the model is not even loaded
+            click.echo(f"skip {path}: {run_folder(out_dir, path.stem, method)} is already complete for this run")
+        if failures:
+            raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
+        return
+    created = not out_dir.exists()
     try:
-        options.update(parse_method_options(method_options, method))
+        failures += _load_and_restore(usable, requests, options, given)
+    finally:  # a run refused after the checks leaves no empty --out behind
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    if failures:
+        raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
+
+
+def _load_and_restore(usable: list[Path], requests: dict[Path, str], options: dict, given: dict) -> int:
+    """Load the model and restore the usable images (``given``: the command's arguments); the number that
+    failed or stopped early."""
+    method, device, out_dir, faces = given["method"], given["device"], given["out_dir"], given["faces"]
+    from ganprior.cli.threads import apply_threads
+    from ganprior.methods.options import MethodOptionError, parse_method_options
+
+    try:
+        options.update(parse_method_options(given["method_options"], method))
     except MethodOptionError as exc:
         raise click.UsageError(str(exc)) from None
     from ganprior.api import load_prior
@@ -129,34 +165,68 @@ def command(images, task, mask, mask_hole_value, scale, method, model, weights, 
 
     launch = distributed.launched()  # under torchrun: every rank restores its share of the images
     _check_device(device)
+    apply_threads(given["threads"])
     if launch is not None:
         device = distributed.start(launch, device)
     try:
-        prior = load_prior(model, weights=weights, device=device)
+        prior = load_prior(given["model"], weights=given["weights"], device=device)
     except LOAD_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
-    if compile_networks:
+    if given["compile_networks"]:
         from ganprior.models.compiled import compile_prior
 
         compile_prior(prior)
-    arguments = dict(task=task, method=method, model=prior, mask=mask, mask_hole_value=mask_hole_value, scale=scale,
-                     class_index=class_index, seed=seed, steps=steps, preset=preset, perceptual=perceptual, fit=fit,
-                     options=options, max_pixels=max_pixels)
-    failures = len(bad) + len(mask_bad)
-    usable = [path for path in images if path in sizes and path not in mask_bad]
+    arguments = {k: given[k] for k in ("task", "method", "mask", "mask_hole_value", "scale", "class_index", "seed",
+                                       "steps", "preset", "perceptual", "fit", "max_pixels")}
+    arguments.update(model=prior, options=options)
+    failures = 0
     if launch is not None:
-        usable, failures = usable[launch.rank::launch.world_size], failures if launch.is_main else 0
-    batch_size = _effective_batch_size(batch_size, method, faces)
+        usable = usable[launch.rank::launch.world_size]
+    batch_size = _effective_batch_size(given["batch_size"], method, faces)
     with tqdm(total=len(usable), desc="images", disable=len(usable) < 2) as bar:
         for first in range(0, len(usable), batch_size):
             chunk = usable[first:first + batch_size]
-            failures += _restore_chunk(chunk, arguments, overwrite, video, out_dir, faces)
+            failures += _restore_chunk(chunk, arguments, given["overwrite"], given["video"], out_dir, faces, requests)
             bar.update(len(chunk))
     if launch is not None:
         distributed.barrier()
         distributed.stop()
-    if failures:
-        raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
+    return failures
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ganprior")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _file_identity(path: Path) -> list:
+    """Size and modification time of a file (the bytes of a model are too many to hash on every run)."""
+    stat = path.stat() if path.is_file() else None
+    return [str(path), stat.st_size, stat.st_mtime_ns] if stat else [str(path), None, None]
+
+
+def _model_identity(model: str | None, weights: str | None) -> list:
+    """What names the weights a run will load, without loading them (for skipping a finished re-run)."""
+    registry = _registry()
+    if weights is not None:
+        return [model, _file_identity(Path(weights).expanduser())]
+    name = model or registry.DEFAULT_MODEL
+    if registry._looks_like_path(name):
+        return [name, _file_identity(Path(name).expanduser())]
+    return [name, [_file_identity(p) for p in registry.local_files(registry.get_spec(name))]]
+
+
+def _mask_identity(mask: str | None) -> str | None:
+    """A mask file by its bytes, a spec by its text."""
+    if mask is not None and is_mask_file(mask) and Path(mask).is_file():
+        import hashlib
+
+        return "file:" + hashlib.sha256(Path(mask).read_bytes()).hexdigest()
+    return mask
 
 
 def _check_device(device: str) -> None:
@@ -190,7 +260,7 @@ def _effective_batch_size(batch_size: int, method: str, faces: bool) -> int:
 
 
 def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: bool, out_dir: Path,
-                   faces: bool = False) -> int:
+                   faces: bool = False, requests: dict[Path, str] | None = None) -> int:
     """Restore ``paths`` together, each into its own run folder under its own lock; the number that failed
     or stopped early. Images already complete for this run are skipped, as one at a time."""
     from contextlib import ExitStack
@@ -201,7 +271,7 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
     failures, todo, done = 0, [], []
     with ExitStack() as locks:
         for path in paths:
-            target = out_dir / path.stem
+            target = run_folder(out_dir, path.stem, arguments["method"])
             try:
                 locks.enter_context(claim(target))
             except ClaimedError as exc:
@@ -242,6 +312,8 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
                 raise click.ClickException(f"{', '.join(map(str, names))}: {exc}") from exc
             done += [(path, target, result) for (path, target, _), result in zip(todo, results)]
         for path, target, result in done:
+            if requests and isinstance(getattr(result, "config", None), dict):
+                result.config["request"] = requests.get(path)  # lets a re-run skip it before loading the model
             failures += not _save(path, target, result, video, out_dir)
     return failures
 
