@@ -7,7 +7,8 @@ per-image Adam; the LR schedule is per step, hence the same for every image of a
 whose loss turns non-finite, or whose callback asks to stop, is put back to its best state and kept
 there while the others go on. With the same seeds the results equal one-at-a-time runs.
 
-* W, W+: the projection runs stacked.
+* W, W+: the projection runs stacked; with the SG2-ADA projector's noise handling (StyleGAN2 under
+  ``official``: each image its own noise maps and w noise) one image at a time.
 * CRI: the offset stage runs stacked (each image from its own centroid, with its own offset
   regulariser), then its pivotal tuning with per-image weights (``methods.batched_tuning``, vmap).
 * PTI: its W projection stacked, then the same batched pivotal tuning.
@@ -31,7 +32,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ganprior.methods.base import Method, Result, RunStart, StepCallback, frozen, stylegan_lr_ramp
+from ganprior.methods.base import Method, Result, RunStart, StepCallback, add_term, frozen, stylegan_lr_ramp
 from ganprior.methods.batched_tuning import cri_tune_batch, pti_batch
 from ganprior.methods.cri import CRI
 from ganprior.methods.dgp import DGP
@@ -131,6 +132,8 @@ def project_batch(
         pivots = _optimize_stacked(prior, runs, c, torch.zeros_like(base), stage)
         return [result for group in tuning_groups(prior, n) for result in _cri_tune_group(method, prior, base, pivots,
                                                                                            runs, seeds, group)]
+    if method.runs_alone(prior):
+        return [method.complete(prior, run, cls, seed) for run, cls, seed in zip(runs, class_indices, seeds)]
     init = torch.cat([method.start_latent(prior, run, cls, seed) for run, cls, seed in zip(runs, class_indices, seeds)])
     stage = StackedStage(method.name, o["steps"], stylegan_lr_ramp(o["lr"]),
                          lambda latent: broadcast_ws(latent, prior.num_ws))
@@ -195,12 +198,12 @@ def _optimize_stacked(prior: GenerativePrior, runs: list[RunStart], c: torch.Ten
                         continue
                     terms = run.loss.terms(img[k:k + 1])
                     loss_k = run.loss.total(terms).sum()
-                    logged = {name: float(v.detach().sum()) for name, v in terms.items()}
+                    logged = run.loss.logged(terms)
                     if stage.penalty is not None:
                         name, weight, term_of = stage.penalty
                         term = term_of(k, latent, ws)
                         loss_k = loss_k + weight * term
-                        logged[name] = float(term.detach())
+                        add_term(logged, name, weight, term)
                     value = float(loss_k.detach())
                     if not math.isfinite(value):
                         active[k] = False
