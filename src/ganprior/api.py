@@ -90,6 +90,7 @@ def restore_batch(
         raise RestorationInputError(f"{len(callbacks)} callbacks for {len(images)} images")
     if batch_size < 1:  # before any image is read or the model loads
         raise RestorationInputError(f"batch_size must be at least 1, got {batch_size}")
+    method = method_name(method)
     if not isinstance(model, GenerativePrior):
         model = load_prior(model, settings.pop("weights", None), settings.pop("device", "cpu"))
     prepared = [prepare_restore(image, task, method, model, callback=None if callbacks is None else callbacks[i],
@@ -179,6 +180,7 @@ def prepare_restore(
     result holds the best state so far and ``result.stopped`` says where it stopped.
     """
     started = time.perf_counter()
+    method = method_name(method)  # before the photo is read or the model loads
     observation, source = load_observation(image, value_range, max_pixels)
     input_digest = tensor_digest(observation)
     prior = model if isinstance(model, GenerativePrior) else load_prior(model, weights, device)
@@ -340,6 +342,7 @@ def restore_fingerprint(
     Takes :func:`restore`'s keyword arguments; those that do not change the result (``progress``,
     ``video``, ``callback``, ...) are ignored.
     """
+    method = method_name(method)
     observation, _ = load_observation(image, value_range, max_pixels)
     task_name = task.name if isinstance(task, Degradation) else str(task)
     chosen = _method_options(method, preset, task_name, getattr(model, "family", None), perceptual, options, steps)
@@ -357,7 +360,21 @@ def _check_mask_coverage(full: Degradation, given: Any) -> None:
         except ValueError as exc:
             raise RestorationInputError(str(exc)) from exc
         if note is not None:
-            warnings.warn(note, RestorationWarning, stacklevel=3)
+            warnings.warn(note, NoHoleWarning, stacklevel=3)
+
+
+class NoHoleWarning(RestorationWarning):
+    """An inpainting mask without a hole (the command line has said so already for a --mask file)."""
+
+
+def method_name(method: str) -> str:
+    """The registered name of ``method`` in any case (``"CRI"`` -> ``"cri"``); unknown names are refused."""
+    from ganprior.methods import available_methods
+
+    name = str(method).strip().lower()
+    if name not in available_methods():
+        raise RestorationInputError(f"unknown method {method!r}; choose one of {', '.join(available_methods())}")
+    return name
 
 
 def load_prior(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganprior.cli.threads import apply_threads, threads_option
+
 TASKS = ("colorize", "inpaint", "sr4", "sr4+colorize")
 MASK = "center"
 DEFAULT_STEPS = 100
@@ -116,7 +118,7 @@ def run_demo(out: Path, n_images: int = 2, steps: int | None = DEFAULT_STEPS, me
                     + [f"clean (ground truth)\n{test.classes[test.labels[j]]}"] for i, j in enumerate(chosen)]
         make_sheet(sheet_rows, captions, out / f"{task.replace('+', '_')}.png")
     bar.close()
-    summary = {"model": model or "emoji32 (embedded)", "images": chosen, "classes": [int(test.labels[j]) for j in chosen],
+    summary = {"model": model or "emoji32", "threads": torch.get_num_threads(), "images": chosen, "classes": [int(test.labels[j]) for j in chosen],
                "methods": list(methods), "steps_cap": steps, "seed": seed, "mask": MASK, "rows": rows,
                "seconds": {"load": round(load_seconds, 2), **{k: round(v, 2) for k, v in timings.items()},
                            "total": round(time.perf_counter() - started, 2)}}
@@ -145,13 +147,13 @@ def _markdown(summary: dict[str, Any]) -> str:
               help="Cap every optimisation stage (quality vs time).")
 @click.option("--method", "methods", multiple=True, help="Method(s) to run (default: cri, and dgp when available).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's).")
+@threads_option
 def command(out_dir: Path, n_images: int, steps: int, methods: tuple[str, ...], seed: int, threads: int | None) -> None:
     """Restore held-out emoji (colorize, inpaint, sr4, sr4+colorize) with the embedded model; no network."""
     from ganprior.loading import LOAD_ERRORS
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    threads = apply_threads(threads)
+    click.echo(f"torch threads: {threads}", err=True)
     try:
         summary = run_demo(out_dir, n_images, steps, methods or None, seed)
     except LOAD_ERRORS as err:

@@ -249,8 +249,12 @@ def optimize(
     lr: Callable[[float], float],
     recorder: RunRecorder,
     after_step: Callable[[], None] | None = None,
+    stop: Callable[[dict[str, Any]], bool] | None = None,
 ) -> None:
     """Adam over ``params`` for ``steps`` iterations; ``step_fn(i) -> (loss, terms, image)``.
+
+    ``stop(terms)`` true ends the stage after that step is logged and before its update, keeping the
+    current state (PTI's early stop, ``single_id_coach.py:60-61``).
 
     The gradients are zeroed before ``step_fn`` runs, so it may back-propagate part of its loss itself
     (and free that part's graph) and return the rest with the part's value added detached.
@@ -292,6 +296,9 @@ def optimize(
                 with torch.no_grad():
                     for p, b in zip(params, best):
                         p.copy_(b)
+                bar.close()
+                return
+            if stop is not None and stop(terms):
                 bar.close()
                 return
             loss.backward()
