@@ -89,6 +89,12 @@ class Degradation(nn.Module):
         """JSON-friendly summary for run.json."""
         return {"name": self.name, "type": type(self).__name__}
 
+    def to_deepinv(self) -> Any:
+        """The equal deepinv physics (extra ``ganprior[deepinv]``; :func:`ganprior.deepinv.to_deepinv`)."""
+        from ganprior.deepinv import to_deepinv
+
+        return to_deepinv(self)
+
     def __add__(self, other: "Degradation") -> "Compose":
         return compose(self, other)
 
