@@ -7,8 +7,11 @@ command line, the default ``API_NAMES`` from Python.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Mapping
 
@@ -63,8 +66,8 @@ def open_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                names: Mapping[str, str] = API_NAMES) -> Image.Image:
     """Open, size-check before decoding (decompression-bomb guard), decode, apply EXIF rotation.
 
-    Our ``max_pixels`` check replaces Pillow's warning; Pillow's hard limit
-    (``2 * Image.MAX_IMAGE_PIXELS``) still applies and is reported the same way.
+    Our ``max_pixels`` check replaces Pillow's warning and its hard limit (off for the open,
+    see :func:`_without_pillow_limit`).
     """
     path = Path(path)
     if not path.is_file():
@@ -74,19 +77,38 @@ def open_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageLoadError(
-                    f"cannot load {path}: {w}x{h} = {w * h:,} pixels exceeds {names['max_pixels']}{max_pixels:,} "
-                    f"(decompression-bomb guard; raise {option(names, 'max_pixels')} if the file is trusted)"
-                )
-            img.load()
-            return ImageOps.exif_transpose(img)
+            with _without_pillow_limit(), Image.open(path) as opened:
+                w, h = opened.size
+                if w * h > max_pixels:
+                    raise ImageLoadError(
+                        f"cannot load {path}: {w}x{h} = {w * h:,} pixels exceeds {names['max_pixels']}{max_pixels:,} "
+                        f"(decompression-bomb guard; raise {option(names, 'max_pixels')} if the file is trusted)"
+                    )
+                opened.load()
+                # a new image (a copy when there is nothing to turn), so the file closes with the block
+                # (multi-frame files such as GIFs keep theirs open otherwise)
+                return ImageOps.exif_transpose(opened)
     except ImageLoadError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageLoadError(f"cannot load {path}: {type(err).__name__}: {err}") from err
+
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_pillow_limit() -> Iterator[None]:
+    """Pillow's own bomb limit (it refuses twice ``Image.MAX_IMAGE_PIXELS`` inside ``Image.open``) off for
+    one open: our ``max_pixels`` check follows at once, before any pixel is decoded, so its message (with
+    the ``--max-pixels`` hint) always answers first and a raised ``--max-pixels`` is honoured."""
+    with _PILLOW_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def rgb_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,7 +10,9 @@ temporary folder next to ``dir`` that is renamed into place at the end):
   sheet.png               degraded (holes drawn in magenta) | restored, side by side
   latent.pt               the final W+ latent ``[1, num_ws, w_dim]`` (torch.save)
   generator_delta.safetensors   tuned − original for every generator tensor pivotal tuning changed
-                          (absent when the generator was not tuned); add it to the original state dict
+                          (absent when the generator was not tuned), stored as float16 (half the size:
+                          2.7 MB instead of 5.4 MB for emoji32; renders within 0.001/255 of float32);
+                          add it to the original state dict
   run.json                configuration, seed, class (+ score and how it was found), timings per stage,
                           loss curve, early-stop reason
   optimisation.gif        the optimisation, one frame every few steps (only with ``video=True``)
@@ -107,12 +109,29 @@ class RestorationResult:
             torch.save(self.result.latent.detach().cpu(), tmp / "latent.pt")
             if self.result.generator_delta:
                 with atomic_path(tmp / "generator_delta.safetensors") as delta_file:  # (safetensors writes 0600)
-                    save_file(self.result.generator_delta, str(delta_file),
-                              metadata={"meaning": "tuned minus original; add to the original state dict"})
+                    save_file(compact_delta(self.result.generator_delta), str(delta_file),
+                              metadata={"meaning": "tuned minus original; add to the original state dict",
+                                        "stored": "float16 where the values fit"})
             if video and self.result.frames:
                 _save_gif(self.result.frames, tmp / "optimisation.gif")
             (tmp / RUN_FILE).write_text(json.dumps(self.summary(), indent=1, default=_jsonable))
         return directory
+
+
+#: float16 holds deltas up to this size (its largest finite value is 65504)
+_HALF_MAX = 6.0e4
+
+
+def compact_delta(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The generator delta in float16 (a fine-tuning delta is small: its rounding is far below a pixel
+    level); tensors that are not float, or too large for float16, stay as they are."""
+    def half(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().cpu().contiguous()
+        fits = t.is_floating_point() and t.dtype != torch.float16 and bool(t.abs().max() <= _HALF_MAX) if t.numel() \
+            else False
+        return t.to(torch.float16) if fits else t
+
+    return {k: half(v) for k, v in delta.items()}
 
 
 def _save_gif(frames: list[torch.Tensor], path: Path) -> None:

@@ -69,7 +69,7 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("restored"),
               show_default=True, help="Output folder: one run directory per image.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every stage at this many iterations (quick runs).")
-@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(PRESETS), default="official", show_default=True)
 @click.option("--perceptual", default=None,
               help="Perceptual distance (auto, nvidia-vgg16, lpips-vgg, lpips-alex, discriminator, feature-net, mse); "
                    "default auto: the model's own feature net, else nvidia-vgg16, else (offline) its discriminator.")
@@ -291,7 +291,7 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
                     continue
                 if target.exists() and not same:
                     click.echo(f"redo {path}: {target} does not match: {why}", err=True)
-                with _echoed_warnings([path]):
+                with _echoed_warnings([path], arguments["mask"]):
                     if faces:
                         from ganprior.faces.pipeline import restore_faces
 
@@ -306,7 +306,7 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
         if todo:
             names = [path for path, _, _ in todo]
             try:
-                with _echoed_warnings(names):
+                with _echoed_warnings(names, arguments["mask"]):
                     results = run_prepared([prepared for _, _, prepared in todo], len(todo))
             except (ValueError, RuntimeError) as exc:
                 raise click.ClickException(f"{', '.join(map(str, names))}: {exc}") from exc
@@ -319,12 +319,16 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
 
 
 @contextlib.contextmanager
-def _echoed_warnings(paths: list[Path]) -> Iterator[None]:
-    """Show the warnings of the block as one line each, for every image they concern."""
+def _echoed_warnings(paths: list[Path], mask: str | None = None) -> Iterator[None]:
+    """Show the warnings of the block as one line each, for every image they concern; a --mask file's
+    no-hole warning was printed once already, before the model loaded."""
+    from ganprior.api import NoHoleWarning
+
+    said = NoHoleWarning if mask is not None and is_mask_file(mask) else ()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
-    messages = list(dict.fromkeys(str(w.message) for w in caught))
+    messages = list(dict.fromkeys(str(w.message) for w in caught if not (said and isinstance(w.message, said))))
     for path in paths:
         for message in messages:
             click.echo(f"warning: {path}: {message}", err=True)

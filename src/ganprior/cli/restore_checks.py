@@ -22,40 +22,26 @@ from types import ModuleType
 import click
 import numpy as np
 
+from ganprior.tasks import IDENTITY_TASKS, UnknownTaskError, canonical_token
 from ganprior.image_files import (CLI_NAMES, ImageLoadError, check_mask_coverage, image_size, is_mask_file,
                                   observed_from_file)
 from ganprior.tasks import UnknownTaskError, has_kind
 
 _SR_TOKEN = re.compile(r"(?:sr|superres|super-resolution)(\d+)?")
-#: torch-free copy of ``ganprior.degradations.parse``'s task words (a test keeps the two equal):
-#: canonical task -> (spellings, whether a number may follow)
-TASK_WORDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "sr": (("sr", "superres", "super-resolution"), True),
-    "colorize": (("colorize", "colorization", "gray", "grey"), False),
-    "inpaint": (("inpaint", "inpainting"), False),
-    "denoise": (("denoise", "denoising", "noise"), True),
-    "blur": (("blur", "deblur"), True),
-    "jpeg": (("jpeg", "dejpeg"), True),
-}
-IDENTITY_TASKS = ("", "none", "identity", "reconstruct")
-_TOKEN = re.compile(r"([a-z-]+?)(\d+(?:\.\d+)?|\.\d+)?")
 _DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")
 
 
 def check_task(task: str) -> None:
-    """Refuse a task string whose words the task parser does not know (UsageError), before torch loads."""
+    """Refuse a task string the task parser will refuse for its words (UsageError), before torch loads."""
     tokens = [t.strip().lower() for t in task.split("+")]
     if len(tokens) == 1 and tokens[0] in IDENTITY_TASKS:
         return
     seen = set()
     for token in tokens:
-        match = _TOKEN.fullmatch(token)
-        kind = next((name for name, (words, numbered) in TASK_WORDS.items() if match and match.group(1) in words
-                     and (numbered or match.group(2) is None)), None)
-        if kind is None:
-            known = [name + ("<n>" if numbered else "") for name, (_, numbered) in TASK_WORDS.items()]
-            raise click.BadParameter(f"unknown task {token!r}; known tasks: {', '.join(known)}, reconstruct "
-                                     "(join with '+', e.g. sr4+colorize)", param_hint="'--task'")
+        try:
+            kind = canonical_token(token)[0]
+        except UnknownTaskError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--task'") from None
         if kind in seen:
             raise click.BadParameter(f"{task!r} applies {kind!r} twice; each operator may appear once",
                                      param_hint="'--task'")

@@ -37,18 +37,19 @@ def command(model, weights, host, port, device, out_dir) -> None:
         from ganprior.ui.handlers import Studio, warm_up
     except ImportError as exc:
         raise click.ClickException(f"the UI needs the ui extra: pip install 'ganprior[ui]' ({exc})") from exc
-    from ganprior.loading import LOAD_ERRORS, load_model
+    from ganprior.api import load_prior
+    from ganprior.loading import LOAD_ERRORS
 
     if not _port_free(host, port):
         raise click.UsageError(f"--port {port}: the port is already in use on {host}; choose another")
     threading.Thread(target=warm_up, daemon=True, name="ganprior-ui-warm-up").start()
     try:
-        prior = load_model(model, weights=weights, device=device)
+        prior = load_prior(model, weights=weights, device=device)  # remembers its name (run.json, notes)
     except LOAD_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     root = out_dir or Path(tempfile.mkdtemp(prefix="ganprior-ui-"))
     root.mkdir(parents=True, exist_ok=True)
-    studio = Studio(prior, str(weights or model or "emoji32 (embedded)"), root)
+    studio = Studio(prior, prior.model_name, root)
     click.echo(f"run folders go to {root}")
     build_app(studio).queue().launch(server_name=host, server_port=port, allowed_paths=[str(root.resolve())],
                                      footer_links=[], quiet=False)

@@ -46,6 +46,7 @@ class SeparablePseudoInverse:
         ur, sr, vrt = torch.linalg.svd(self.rows, full_matrices=False)
         uc, sc, vct = torch.linalg.svd(self.cols, full_matrices=False)
         s = sr[:, None] * sc[None, :]
+        self.singular = s
         keep = s > rtol * s.max()
         self.inverse_s = torch.where(keep, 1.0 / s.clamp_min(1e-300), torch.zeros_like(s))
         self.ur_t, self.vr, self.uc, self.vc_t = ur.T, vrt.T, uc, vct
@@ -71,6 +72,31 @@ class SeparablePseudoInverse:
     def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x + A⁺(y − A x)``: the image nearest to ``x`` that reproduces ``y`` (in the kept directions)."""
         return x + self.apply(y.to(x.dtype) - self.forward(x))
+
+
+    def regularised_project(self, x: torch.Tensor, y: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+        """``x + Aᵀ(AAᵀ + λI)⁻¹(y − A x)`` (Tikhonov around ``x``), with ``λ`` set by Morozov's discrepancy
+        principle: the largest ``λ`` whose residual ``|A out − y|`` is the expected noise norm ``sigma·sqrt(N)``.
+
+        Unlike the truncated ``A⁺`` this never divides by a tiny singular value, so what the restoration
+        got wrong is not amplified into rings. Returns (image, λ); λ = inf when ``x`` already explains
+        ``y`` to within the noise (it is returned unchanged).
+        """
+        coeffs = self._on("ur_t", y) @ (y.to(x.dtype) - self.forward(x)) @ self._on("uc", y)
+        energy = coeffs.double().square()
+        s2 = self.singular.square().to(energy.device)
+        budget = sigma ** 2 * y[0].numel()
+        if float(energy.sum(dim=(1, 2, 3)).max()) <= budget:
+            return x, float("inf")
+        low, high = -30.0, 10.0  # bisection on log10 λ: the residual grows with λ
+        for _ in range(60):
+            mid = (low + high) / 2
+            lam = 10.0 ** mid
+            residual = (energy * (lam / (s2 + lam)).square()).sum(dim=(1, 2, 3)).max()
+            low, high = (mid, high) if float(residual) <= budget else (low, mid)
+        lam = 10.0 ** low
+        gain = (self.singular / (self.singular.square() + lam)).to(x.device, x.dtype)
+        return x + self._on("vr", x) @ (coeffs * gain) @ self._on("vc_t", x), lam
 
 
 class ProjectionCache:

@@ -7,7 +7,9 @@ input can take the server down.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -40,11 +42,17 @@ def display(image: torch.Tensor | np.ndarray, size: int = DISPLAY_SIZE) -> np.nd
     return a.repeat(k, 0).repeat(k, 1) if k > 1 else a
 
 
+def as_text(text: object) -> str:
+    """``text`` shown as itself in a Markdown component: no HTML tags (``<StyleGAN2Prior in memory>`` would
+    vanish and cut the line), no emphasis or links from ``*``, ``_``, ``[``."""
+    return re.sub(r"([\\`*_\[\]#|])", r"\\\1", html.escape(str(text), quote=False))
+
+
 def error_text(exc: BaseException) -> str:
     if isinstance(exc, USER_ERRORS):
-        return f"**Error:** {exc}"
+        return f"**Error:** {as_text(exc)}"
     log.exception("unexpected error in the UI", exc_info=exc)
-    return f"**Error:** {type(exc).__name__}: {exc}"
+    return f"**Error:** {type(exc).__name__}: {as_text(exc)}"
 
 
 def warm_up() -> None:
@@ -203,14 +211,16 @@ class Studio:
         directory = save_run(result, self.root, mask, reference)
         scores = score_run(directory)
         archive = zip_run(directory)
-        seen = show_holes(to_uint8(observation.expand(-1, 3, -1, -1)), None if mask is None else mask[0, 0].numpy())
+        observed = result.observation.detach().cpu()  # what the method saw: grey for colorize, holes for inpaint
+        seen = show_holes(to_uint8(observed.expand(-1, 3, -1, -1)), None if mask is None else mask[0, 0].numpy())
         before = np.asarray(Image.fromarray(seen).resize(tuple(result.image.shape[-1:-3:-1]), Image.NEAREST))
         done = "Stopped" if result.result.interrupted else "Done"
         return {
             "status": f"{done} in {result.timings.get('total', 0.0):.1f} s · run folder {directory.name}",
             "compare": (display(before), display(result.image)),
             "result": display(result.image),
-            "summary": "".join(f"**Note:** {n}\n\n" for n in notes) + summary_markdown(result, scores, self.names),
+            "summary": "".join(f"**Note:** {as_text(n)}\n\n" for n in notes)
+                       + summary_markdown(result, scores, self.names),
             "downloads": [str(directory / "restored.png"), str(archive)],
             "state": result,
         }
