@@ -24,7 +24,7 @@ import torch
 
 from ganprior.class_names import ClassNameError, with_class_names
 from ganprior.consistency import (FUSE_ROUNDS, PREVIEW_ROUNDS, RestorationWarning, consistency_rmse, consistent_fuse,
-                                  observed_part, resolution_note)
+                                  observation_report, observed_part, resolution_note)
 from ganprior.classify.choice import ClassCandidates, ClassOptionError
 from ganprior.classify.resolve import choose_class
 from ganprior.degradations import Degradation, Inpainting, parse_task, resize
@@ -42,7 +42,8 @@ from ganprior.results import RestorationResult
 P = ParamSpec("P")
 
 #: the fusion of every operator that makes ``A(output) = y`` (``consistency.py``)
-CONSISTENT_FUSION = {"colorize_fusion": "lab-luma", "sr_fusion": "project", "blur_fusion": "project"}
+CONSISTENT_FUSION = {"colorize_fusion": "lab-luma", "sr_fusion": "project", "blur_fusion": "project",
+                     "denoise_fusion": "project", "jpeg_fusion": "project"}
 
 
 def _inpainting_mask(degradation: Degradation) -> torch.Tensor | None:
@@ -208,7 +209,7 @@ def prepare_restore(
         raise RestorationInputError(f"task {task_name!r} turns a {out_size} image into {full.observed_size(out_size)}, "
                                     f"not the {h}x{w} photo given")
     _check_mask_coverage(full, mask)
-    observation = observed_part(full, observation)
+    observation = observed_part(full, observation, source=image)
     model_name = _model_label(model, weights)
     note = resolution_note(out_size, R, model_name)
     if note is not None:
@@ -303,6 +304,7 @@ class PreparedRestoration:
         restored, fused = self.to_photo(result.image)
         config = {**self.config, "perceptual": result.extras.get("perceptual")}  # what "auto" actually became
         rmse = consistency_rmse(self.full, fused, self.observation)
+        config["observation"] = observation_report(self.full, fused, restored, self.observation)
         result.timings["total"] = self.prepared_in + run_seconds + time.perf_counter() - started
         return RestorationResult(image=fused, generator_output=restored, observation=self.observation, result=result,
                                  config=config, canvas_target=self.target, canvas_weight=self.weight,

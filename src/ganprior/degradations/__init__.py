@@ -25,7 +25,9 @@ from .masks import (
     random_pixel_mask,
     stroke_mask,
 )
-from .noise_blur_jpeg import JPEG, Blur, Denoising, blur_kernel, quantization_table
+from .blur import Blur, blur_kernel
+from .jpeg import JPEG, JpegTables, QuantisationBox, quantization_table, tables_from_file
+from .noise import Denoising, estimate_noise_sigma
 from .parse import TaskError, known_tasks, parse_task
 from .resample import resize
 from .super_resolution import SR_KERNELS, SuperResolution, dgp_lanczos2_taps
@@ -36,6 +38,10 @@ __all__ = [
     "Denoising",
     "blur_kernel",
     "quantization_table",
+    "JpegTables",
+    "QuantisationBox",
+    "tables_from_file",
+    "estimate_noise_sigma",
     "Compose",
     "Colorization",
     "Degradation",

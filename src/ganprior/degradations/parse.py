@@ -15,7 +15,9 @@ from .base import Compose, Degradation, DegradationError, Size
 from .colorization import Colorization
 from .inpainting import Inpainting
 from .masks import mask_from_spec
-from .noise_blur_jpeg import JPEG, Blur, Denoising
+from .blur import Blur
+from .jpeg import JPEG
+from .noise import Denoising
 from .super_resolution import SuperResolution
 
 
@@ -63,6 +65,8 @@ def _parameter(task: str, token: str, in_token: float | None, keyword: str, give
     return float(value)
 
 
+    denoise_fusion: str = "none",
+    jpeg_fusion: str = "none",
 def _whole(task: str, value: float, low: int, high: int | None = None) -> int:
     if value != int(value) or value < low or (high is not None and value > high):
         bound = f"in {low}..{high}" if high is not None else f">= {low}"
@@ -95,7 +99,8 @@ def parse_task(
     Parameters come from the token (``sr4``, ``jpeg30``, ``denoise0.1``, ``blur2``) or the keyword
     (``scale``, ``jpeg_quality``, ``noise_sigma``, ``blur_sigma``), not both with different values.
     The ``*_fusion`` keywords choose each operator's fusion (``ganprior.restore`` asks for the
-    consistent ones: ``lab-luma``, ``project``, ``project``).
+    consistent ones: ``lab-luma`` and ``project`` for the others). ``denoise`` without a sigma estimates it
+    from the photo (``Denoising.calibrate``).
     """
     tokens = [t.strip().lower() for t in str(task).split("+")]
     if len(tokens) == 1 and tokens[0] in IDENTITY_TASKS:
@@ -114,13 +119,15 @@ def parse_task(
                 factor, kernel=sr_kernel, reupsample=sr_reupsample, fusion=sr_fusion  # type: ignore[arg-type]
             )
         elif kind == "denoise":
-            op = Denoising(_parameter("denoise", token, number, "noise_sigma", noise_sigma, 0.1), seed=seed)
+            sigma = noise_sigma if number is None else number  # neither: estimated from the photo
+            op = Denoising(None if sigma is None else _parameter("denoise", token, number, "noise_sigma", noise_sigma,
+                                                                 None), seed=seed, fusion=denoise_fusion)  # type: ignore[arg-type]
         elif kind == "blur":
             op = Blur(_parameter("blur", token, number, "blur_sigma", blur_sigma, 2.0),
                       fusion=blur_fusion)  # type: ignore[arg-type]
         elif kind == "jpeg":
             quality = _parameter("jpeg", token, number, "jpeg_quality", jpeg_quality, 75)
-            op = JPEG(_whole("jpeg", quality, 1, 100))
+            op = JPEG(_whole("jpeg", quality, 1, 100), fusion=jpeg_fusion)  # type: ignore[arg-type]
         elif kind == "colorize":
             op = Colorization(fusion=colorize_fusion)  # type: ignore[arg-type]
         else:  # inpaint
