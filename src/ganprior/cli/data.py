@@ -1,4 +1,4 @@
-"""``ganprior data build``: rebuild the emoji dataset and the shipped test split from npm."""
+"""``ganprior data build`` / ``build-faces``: rebuild the emoji or cartoon-faces dataset and its shipped test split."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ganprior.data.cartoon_faces import FacesDataError, build_faces_dataset
 from ganprior.data.emoji import DEFAULT_MAX_SKIN_VARIANTS, EmojiDataError, build_emoji_dataset
 
 
@@ -27,5 +28,23 @@ def build(cache_dir: Path, asset_path: Path | None, max_skin_variants: int) -> N
     try:
         counts = build_emoji_dataset(cache_dir, asset_path, max_skin_variants)
     except EmojiDataError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(counts, indent=2))
+
+
+@command.command("build-faces")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/cache"),
+              show_default=True, help="Where faces_{32,64}.npz go.")
+@click.option("--asset", "asset_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the held-out test split goes (default: the package's assets/faces32/faces_test.npz).")
+@click.option("--train-per-style", type=click.IntRange(min=1), default=20000, show_default=True,
+              help="Training images per style (seeds 0..N-1); the data is procedural, so more is only time.")
+@click.option("--test-per-style", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Held-out images per style (seeds from 1e9, disjoint from training).")
+def build_faces(cache_dir: Path, asset_path: Path | None, train_per_style: int, test_per_style: int) -> None:
+    """Render the cartoon-faces dataset (DiceBear avataaars + facesjs) with the pinned node renderer."""
+    try:
+        counts = build_faces_dataset(cache_dir, train_per_style, test_per_style, asset_path)
+    except FacesDataError as err:
         raise click.ClickException(str(err)) from err
     click.echo(json.dumps(counts, indent=2))

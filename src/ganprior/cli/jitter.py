@@ -2,6 +2,10 @@
 
 SOURCE is a run directory written by ``ganprior restore`` (any method: DGP, CRI, PTI, W/W+) or an image,
 which is first reconstructed with DGP. The options shared with ``morph`` and ``transfer`` live here.
+
+The variants start from the restoration the user made: its latent and tuned generator, and they are shown
+as that restoration was (:class:`PhotoMapping`): mapped from the generator canvas back to the photo's size
+and fused with the run's observation, so the variant at std 0 is ``restored.png`` itself.
 """
 
 from __future__ import annotations
@@ -36,17 +40,57 @@ def source_options(fn: Callable) -> Callable:
 
 
 def load_model_for(sources: list[Path], model: str | None, weights: str | None, device: str) -> Any:
-    """The model given, else the one recorded in the first run directory among ``sources``."""
-    from ganprior.loading import LOAD_ERRORS, load_model
+    """The model given, else the one recorded in the first run directory among ``sources`` (loaded by
+    name, so warnings and run.json name it as the registry does)."""
+    from ganprior.api import load_prior
+    from ganprior.loading import LOAD_ERRORS
     from ganprior.manipulation import Reconstruction
 
     if model is None and weights is None:
         labels = [Reconstruction.model_label(s) for s in sources if s.is_dir() and (s / "run.json").is_file()]
         model = next((label for label in labels if label not in (None, "default")), None)
     try:
-        return load_model(model, weights=weights, device=device)
+        return load_prior(model, weights=weights, device=device)
     except LOAD_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+class PhotoMapping:
+    """How a run's generator images became its photo: the canvas placement, the observation and the
+    task's fusion, rebuilt from the run folder (``degraded.png``, ``mask.png``, ``run.json``) by the same
+    ``prepare_restore`` that made ``restored.png``."""
+
+    def __init__(self, run_dir: Path, prior: Any) -> None:
+        import warnings
+
+        from ganprior.api import prepare_restore
+        from ganprior.image_files import RUN_MASK_HOLE_VALUE
+        from ganprior.resume import read_run
+        from ganprior.results import MASK_FILE
+
+        record = read_run(run_dir) or {}
+        config = record.get("config") or {}
+        mask = run_dir / MASK_FILE
+        with warnings.catch_warnings():  # the run said them already
+            warnings.simplefilter("ignore")
+            self.prepared = prepare_restore(
+                run_dir / "degraded.png", task=config.get("task", "reconstruct"), method=config.get("method", "w"),
+                model=prior, mask=str(mask) if mask.is_file() else None,
+                mask_hole_value=RUN_MASK_HOLE_VALUE if mask.is_file() else None, fit=config.get("fit", "letterbox"),
+                class_index=(record.get("class") or {}).get("index"), seed=int(config.get("seed") or 0),
+                steps=0, progress=False)
+
+    def __call__(self, images: Any, fused: bool = True) -> Any:
+        """Generator images ``[N, C, R, R]`` -> photo-size images, fused with the observation (or not)."""
+        import torch
+
+        return torch.cat([self.prepared.to_photo(img[None].to(self.prepared.prior.device))[int(fused)].cpu()
+                          for img in images])
+
+
+def photo_mappings(sources: list[Path], prior: Any, out_dir: Path) -> list[PhotoMapping]:
+    """Each source's mapping: its own run folder, or the reconstruction saved for an image source."""
+    return [PhotoMapping(s if s.is_dir() else out_dir / f"reconstruction_{s.stem}", prior) for s in sources]
 
 
 def reconstructions(sources: list[Path], prior: Any, out_dir: Path, task: str, class_index: int | None,
@@ -81,7 +125,7 @@ def command(source, model, weights, device, task, class_index, preset, steps, se
     prior = load_model_for([source], model, weights, device)
     rec = reconstructions([source], prior, out_dir, task, class_index, preset, steps, seed)[0]
     try:
-        images = jitter(prior, rec, n=n, stds=stds, seed=seed)
+        images = photo_mappings([source], prior, out_dir)[0](jitter(prior, rec, n=n, stds=stds, seed=seed))
     except ManipulationError as exc:
         raise click.ClickException(str(exc)) from exc
     save_frames(images, out_dir, "jitter")
