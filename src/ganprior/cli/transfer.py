@@ -1,4 +1,5 @@
-"""``ganprior transfer SOURCE --classes ...``: a reconstruction re-rendered under other classes."""
+"""``ganprior transfer SOURCE --classes ...``: a reconstruction re-rendered under other classes, shown as the
+restoration was (photo size, fused with its observation: ``cli.jitter.PhotoMapping``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ganprior.cli.jitter import load_model_for, reconstructions, source_options
+from ganprior.cli.jitter import load_model_for, photo_mappings, reconstructions, source_options
 
 
 def parse_classes(spec: str) -> list[int]:
@@ -37,7 +38,7 @@ def command(source, model, weights, device, task, class_index, preset, steps, se
     prior = load_model_for([source], model, weights, device)
     rec = reconstructions([source], prior, out_dir, task, class_index, preset, steps, seed)[0]
     try:
-        images = transfer(prior, rec, classes)
+        images = photo_mappings([source], prior, out_dir)[0](transfer(prior, rec, classes))
     except (ManipulationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     save_frames(images, out_dir, "class")
