@@ -26,6 +26,8 @@ class Measure:
     per_image: bool = True
     #: digits after the decimal point in tables
     digits: int = 4
+    #: what the number means, printed under the table when the measure is shown
+    note: str = ""
 
     @property
     def arrow(self) -> str:
@@ -42,7 +44,13 @@ MEASURES: dict[str, Measure] = {m.key: m for m in (
     Measure("lpips", "LPIPS", False),
     Measure("feat_dist", "feat-dist (emoji-feature-net)", False),
     Measure("niqe", "NIQE", False),
-    Measure("consistency", "Consistency RMSE", False, digits=2),
+    Measure("consistency", "Consistency RMSE", False, digits=2, note=(
+        "RMSE (0..255) between A(scored image) and the observation y, on the observed pixels: the formula of "
+        "`ganprior restore`'s `consistency_rmse`. The bench builds each task with `parse_task`'s default "
+        "fusions (the papers': SR, blur, denoise and JPEG outputs are not projected), so for those tasks it "
+        "measures how far the method's own output is from explaining y (e.g. x4 SR: 15-60). `ganprior "
+        "restore` asks for the consistent fusions (`api.CONSISTENT_FUSION`), which project the output onto "
+        "A(x) = y, so it reports about 0 for the same task.")),
     Measure("id_sim", "ID sim (dlib ResNet, cos)", True),
     Measure("fid", "FID", False, per_image=False, digits=2),
     Measure("kid", "KID", False, per_image=False),

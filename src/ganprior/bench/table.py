@@ -145,6 +145,8 @@ def render_report(results: dict, protocol: Protocol | None = None) -> str:
     if protocol is not None:
         head += f", protocol `{protocol.name}`"
     parts = [head, "", "Mean over images (FID/KID over the set); best per row in **bold**.", "", render_table(results)]
+    shown = dict.fromkeys(m for task in results["tasks"] for m in task["measures"] if MEASURES[m].note)
+    parts += [f"{MEASURES[m].label}: {MEASURES[m].note}\n" for m in shown]
     skipped = [f"- {column_name(c)} ({task}): {reason}" for task, by in results.get("skipped", {}).items()
                for c, reason in by.items()]
     if skipped:
