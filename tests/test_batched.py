@@ -16,7 +16,8 @@ from ganprior.methods.dgp_presets import schedule_for_task
 from trajectories import TRAJECTORY_RTOL, assert_same_trajectory
 
 OPTIONS = dict(steps=6, n_samples=200, w_avg_samples=200, perceptual="mse", l2_weight=1.0)
-PULSE = dict(steps=6, fit_samples=500, n_samples=200)
+#: the stacked loop's PULSE (the generator's own noise maps, no eps rule); the official options run per image
+PULSE = dict(steps=6, fit_samples=500, n_samples=200, noise="const", eps=0.0)
 DGP = dict(table="fast", schedule=schedule_for_task("sr4"), select_num=10, select_chunk=4, max_stage_steps=1)
 FAST = {"wplus": OPTIONS, "pulse": PULSE, "dgp": DGP}
 
@@ -97,11 +98,22 @@ def test_batched_pulse_equals_sequential(setup):
     for obs, cls, seed, got in zip(observations, classes, seeds, batched):
         alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
         assert got.class_index == alone.class_index and got.class_source == alone.class_source
-        assert (got.latent - alone.latent).abs().max() <= 1e-5
-        assert (got.image - alone.image).abs().max() <= 1e-5
-        for key in ("loss", "l2", "geocross"):
-            assert [e[key] for e in got.losses] == pytest.approx([e[key] for e in alone.losses], rel=1e-5, abs=1e-7)
+        assert_same_trajectory(got, alone)  # a leaky-ReLU kink flip moved image 0 by 1e-3 here (AMD EPYC)
+        for key in ("l2", "geocross"):
+            assert [e[key] for e in got.losses] == pytest.approx([e[key] for e in alone.losses],
+                                                                 rel=TRAJECTORY_RTOL, abs=1e-7)
         assert len(got.losses) == 6 and got.stopped is None
+
+
+def test_batched_official_pulse_runs_each_image_alone(setup):
+    """PULSE's noise maps and eps rule are per image: the batch runs them one image at a time."""
+    prior, degradation, observations = setup
+    method = get_method_class("pulse")(steps=3, fit_samples=500, n_samples=200)
+    assert method.runs_alone(prior)
+    got = project_batch(method, prior, degradation, observations[:2], class_indices=[0, 4], seeds=[11, 12])
+    for obs, cls, seed, g in zip(observations, [0, 4], [11, 12], got):
+        alone = method.run(prior, degradation, obs, class_index=cls, seed=seed, progress=False)
+        assert torch.equal(g.latent, alone.latent) and g.extras["pulse"] == alone.extras["pulse"]
 
 
 def test_batched_dgp_selection_picks_what_one_at_a_time_picks(setup):

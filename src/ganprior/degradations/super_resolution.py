@@ -12,6 +12,9 @@ Kernels (all antialiased, differentiable):
   * ``"dgp-lanczos2"``: DGP's differentiable model of the degradation (DIP's ``Downsampler``):
     a separable Lanczos-2 kernel of ``4f`` taps, phase 0.5, replicate padding ``(4f - f)/2``,
     stride ``f`` (dgp_spec.md section 3.3). ``degrade`` then reproduces DGP's target path.
+  * ``"pulse-bicubic"``: PULSE's ``BicubicDownSample`` (``adamian98/pulse@40cacb9 bicubic.py``):
+    Keys a = -0.5 sampled at ``(i - 2f + 0.5)/f`` for ``4f`` taps, normalised, reflect padding
+    ``⌊3f/2⌋`` before and ``3f - ⌊3f/2⌋`` after, stride ``f``; rows first, then columns.
 
 The observed size is ``(H // f, W // f)`` (DGP's rule); when ``f`` does not divide the size the
 resampling stretches slightly, exactly as ``PIL.Image.resize`` does. With ``reupsample=True``
@@ -39,7 +42,9 @@ from .base import Degradation, DegradationError, Size, check_image
 from .projection import ProjectionCache, conv_matrix
 from .resample import resize, resize_matrix
 
-SR_KERNELS = ("bicubic", "lanczos", "area", "dgp-lanczos2")
+SR_KERNELS = ("bicubic", "lanczos", "area", "dgp-lanczos2", "pulse-bicubic")
+#: kernels applied as a padded strided correlation with their own taps (and padding mode)
+_TAP_KERNELS = {"dgp-lanczos2": "replicate", "pulse-bicubic": "reflect"}
 SR_FUSIONS = ("none", "lowpass", "project")
 
 
@@ -53,6 +58,27 @@ def dgp_lanczos2_taps(factor: int) -> torch.Tensor:
         taps.append(1.0 if d == 0 else 2 * math.sin(math.pi * d) * math.sin(math.pi * d / 2) / (math.pi**2 * d * d))
     t = torch.tensor(taps, dtype=torch.float64)
     return t / t.sum()
+
+
+def pulse_bicubic_taps(factor: int) -> torch.Tensor:
+    """PULSE's normalised 1-D Keys (a = -0.5) taps, ``4f`` of them (``bicubic.py:7-25``)."""
+    size = 4 * factor
+    x = (torch.arange(size, dtype=torch.float64) - size // 2 + 0.5) / factor
+    a, ax = -0.5, x.abs()
+    k = torch.where(ax <= 1, (a + 2) * ax**3 - (a + 3) * ax**2 + 1,
+                    torch.where(ax < 2, a * ax**3 - 5 * a * ax**2 + 8 * a * ax - 4 * a, torch.zeros_like(ax)))
+    return k / k.sum()
+
+
+def _taps(kernel: str, factor: int) -> torch.Tensor:
+    return dgp_lanczos2_taps(factor) if kernel == "dgp-lanczos2" else pulse_bicubic_taps(factor)
+
+
+def _tap_padding(kernel: str, taps: int, factor: int) -> tuple[int, int]:
+    """(before, after) padding of the tap kernels: DGP's symmetric ``(4f - f)/2``, PULSE's ``⌊3f/2⌋`` first."""
+    total = taps - factor
+    before = total // 2
+    return (before, before) if kernel == "dgp-lanczos2" else (before, total - before)
 
 
 class SuperResolution(Degradation):
@@ -77,8 +103,8 @@ class SuperResolution(Degradation):
         self.reupsample = reupsample
         self.fusion = fusion
         self._projections = ProjectionCache()
-        if kernel == "dgp-lanczos2":
-            self.register_buffer("taps", dgp_lanczos2_taps(self.factor).float(), persistent=False)
+        if kernel in _TAP_KERNELS:
+            self.register_buffer("taps", _taps(kernel, self.factor).float(), persistent=False)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -93,13 +119,14 @@ class SuperResolution(Degradation):
     def observed_size(self, hw: Sequence[int]) -> Size:
         return (int(hw[0]), int(hw[1])) if self.reupsample else self.low_res_size(hw)
 
-    def _dgp_downsample(self, x: torch.Tensor) -> torch.Tensor:
-        # DGP maps to [0, 1] first; the kernel sums to 1, so that mapping commutes with the conv.
-        k = self.taps.to(x.dtype)
-        pad = (k.numel() - self.factor) // 2
-        x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-        c = x.shape[1]
+    def _tap_downsample(self, x: torch.Tensor) -> torch.Tensor:
+        # DGP and PULSE map to [0, 1] first; the kernel sums to 1, so that mapping commutes with the conv.
+        k = self.taps.to(x)
+        before, after = _tap_padding(self.kernel, k.numel(), self.factor)
+        mode, c = _TAP_KERNELS[self.kernel], x.shape[1]
+        x = F.pad(x, (0, 0, before, after), mode=mode)
         x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(self.factor, 1), groups=c)
+        x = F.pad(x, (before, after, 0, 0), mode=mode)
         return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, self.factor), groups=c)
 
     def _finish(self, low: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
@@ -112,7 +139,7 @@ class SuperResolution(Degradation):
         size = self.low_res_size(x.shape[-2:])
         if self.factor == 1:
             return x
-        low = self._dgp_downsample(x) if self.kernel == "dgp-lanczos2" else resize(x, size, self.kernel)
+        low = self._tap_downsample(x) if self.kernel in _TAP_KERNELS else resize(x, size, self.kernel)
         return self._finish(low, x.shape[-2:])
 
     @torch.no_grad()
@@ -134,9 +161,10 @@ class SuperResolution(Degradation):
         """``[observed, size]`` float64 matrix of this operator along one axis (it is separable)."""
         if self.factor == 1:
             matrix = torch.eye(size, dtype=torch.float64)
-        elif self.kernel == "dgp-lanczos2":
-            pad = (self.taps.numel() - self.factor) // 2
-            matrix = conv_matrix(dgp_lanczos2_taps(self.factor), size, self.factor, pad, pad, "replicate")
+        elif self.kernel in _TAP_KERNELS:
+            taps = _taps(self.kernel, self.factor)
+            before, after = _tap_padding(self.kernel, taps.numel(), self.factor)
+            matrix = conv_matrix(taps, size, self.factor, before, after, _TAP_KERNELS[self.kernel])
         else:
             matrix = resize_matrix(size, size // self.factor, self.kernel)
         if self.reupsample and self.factor > 1:

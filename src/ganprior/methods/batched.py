@@ -13,7 +13,8 @@ there while the others go on. With the same seeds the results equal one-at-a-tim
   regulariser), then its pivotal tuning with per-image weights (``methods.batched_tuning``, vmap).
 * PTI: its W projection stacked, then the same batched pivotal tuning.
 * PULSE: stacked spherical latents, each with its own Gaussianised-W fit, GEOCROSS term and sphere
-  radii (renormalised row by row after every step).
+  radii (renormalised row by row after every step); with PULSE's noise maps or its eps rule (the
+  ``official`` preset) one image at a time.
 * DGP: the candidate selection scores all images' candidates together (each image its own draws,
   loss and best); its progressive fine-tuning then runs one image at a time.
 
@@ -153,6 +154,8 @@ def _cri_tune_group(method: CRI, prior: GenerativePrior, base: torch.Tensor, piv
 def _pulse_batch(method: PULSE, prior: GenerativePrior, runs: list[RunStart], c: torch.Tensor,
                  seeds: list[int]) -> list[Result]:
     """PULSE on stacked spherical latents: per-image Gaussianised-W fit, GEOCROSS and sphere radii."""
+    if method.runs_alone(prior):
+        return [method.complete(prior, run, seed) for run, seed in zip(runs, seeds)]
     o = method.options
     starts = [method.sphere_start(prior, run, seed) for run, seed in zip(runs, seeds)]
     init = torch.cat([s.latent for s in starts])
@@ -160,7 +163,7 @@ def _pulse_batch(method: PULSE, prior: GenerativePrior, runs: list[RunStart], c:
 
     @torch.no_grad()
     def back_to_sphere(latent: torch.Tensor) -> None:
-        latent.mul_(radius / sphere_norm(latent))
+        latent.div_(sphere_norm(latent)).mul_(radius)  # SphericalOptimizer.py:24-25
 
     stage = StackedStage("pulse", o["steps"], linear_one_cycle_drop(o["lr"]),
                          lambda latent: gaussianised_ws(latent, mean, std),
