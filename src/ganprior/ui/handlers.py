@@ -78,6 +78,8 @@ class Studio:
 
     def __init__(self, prior: Any, model_label: str, root: Path) -> None:
         self.prior, self.model_label, self.root = prior, model_label, Path(root)
+        if not getattr(prior, "model_name", None):  # so run.json and the notes name it, not "<... in memory>"
+            prior.model_name = model_label
         self.device = DeviceQueue()
         self.jobs: dict[str, Job] = {}
         self.names = class_names(prior)
