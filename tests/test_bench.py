@@ -171,7 +171,7 @@ def test_protocols_reference_existing_models_tasks_and_methods(name):
     spec = REGISTRY[protocol.model]
     assert spec.resolution == protocol.resolution
     config = BenchConfig.from_protocol(name, steps=5)
-    assert config.steps == 5 and config.preset == "paper" and config.model == protocol.model
+    assert config.steps == 5 and config.preset == "official" and config.model == protocol.model
     _validate(config)  # methods registered (or variants of registered ones), tasks parse, measures known
     for task in protocol.tasks:
         degradation = parse_task(task.task, mask=task.mask, image_size=(protocol.resolution,) * 2,

@@ -146,7 +146,7 @@ def prepare_restore(
     class_preprocess: str = "timm",
     seed: int = 0,
     steps: int | None = None,
-    preset: str = "paper",
+    preset: str = "official",
     perceptual: str | None = None,
     fit: str = "letterbox",
     device: str | torch.device = "cpu",
@@ -335,7 +335,7 @@ def _fingerprint(input_digest: str, task: str | Degradation, mask: Any, mask_hol
 def restore_fingerprint(
     image: Any, task: str | Degradation, method: str, model: GenerativePrior, *, mask: Any = None,
     mask_hole_value: str | None = None, scale: int | None = None, class_index: Any = None, seed: int = 0,
-    steps: int | None = None, preset: str = "paper", perceptual: str | None = None, fit: str = "letterbox",
+    steps: int | None = None, preset: str = "official", perceptual: str | None = None, fit: str = "letterbox",
     options: dict[str, Any] | None = None, value_range: tuple[float, float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS, **_presentation: Any,
 ) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def reconstruction_from(
     class_index: int | None = None,
     seed: int = 0,
     steps: int | None = None,
-    preset: str = "paper",
+    preset: str = "official",
     progress: bool = True,
 ) -> tuple[Reconstruction, Any]:
     """A finished run directory (any method), or an image reconstructed here with DGP.

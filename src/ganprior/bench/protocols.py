@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ganprior.tasks import has_kind
+
 
 class ProtocolError(ValueError):
     """An unknown protocol name."""
@@ -42,7 +44,7 @@ class TaskSpec:
     def from_string(cls, task: str, mask: str = "center", mask_hole_value: str | None = None) -> "TaskSpec":
         """A command-line task (``"sr4"``, ``"colorize+inpaint"``); inpainting gets ``mask``."""
         task = task.strip()
-        has_inpaint = any(part.strip().lower().startswith("inpaint") for part in task.split("+"))
+        has_inpaint = has_kind(task, "inpaint")
         # Reconstruction observes everything: its fused image would be the input itself.
         score = "raw" if task.lower() in ("reconstruct", "identity", "none") else "fused"
         return cls(name=task, task=task, mask=mask if has_inpaint else None, score=score,
@@ -91,7 +93,7 @@ class Protocol:
     n_images: int
     tasks: tuple[TaskSpec, ...]
     methods: tuple[str, ...]
-    preset: str = "paper"
+    preset: str = "official"
     #: per-method option overrides (on top of the method's ``paper`` preset)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: extra columns: name -> a method with options (usable in ``methods`` or with ``--methods``)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ganprior.metrics.images import MetricInputError, MetricUnavailable
+from ganprior.tasks import task_kinds
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def check_measures(names: list[str] | tuple[str, ...]) -> None:
 
 def default_measures(task: str) -> tuple[str, ...]:
     """Everything that applies to ``task``: hole-only scores for inpainting, NIQE for SR (as CRI)."""
-    kinds = {part.strip().lower().rstrip("0123456789.") for part in task.split("+")}
+    kinds = task_kinds(task)
     extra = []
     if "inpaint" in kinds:
         extra += ["psnr_hole", "ssim_hole"]

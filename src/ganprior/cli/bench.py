@@ -117,7 +117,7 @@ def _with_method_options(config, pairs: tuple[str, ...]):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the degraded inputs and every method.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every optimisation stage (quick runs).")
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
-              help="Method presets (default: the protocol's 'paper', else 'fast').")
+              help="Method presets (default: the protocol's 'official', else 'fast').")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"),
               show_default=True, help="Output folder; re-running with the same folder resumes.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,

@@ -37,7 +37,7 @@ def restore_options(prior, method: str, task: str, preset: str | None = None) ->
     """``restore`` keywords for ``method`` on the embedded model: the feature-net distance for the
     StyleGAN methods; for DGP its discriminator loss, with the BigGAN-only switches of its schedules
     (BN->IN swap, class-embedding tuning) turned off on other families. ``preset`` defaults to :data:`PRESETS`."""
-    preset = preset or PRESETS.get(method, "paper")
+    preset = preset or PRESETS.get(method, "official")
     if method != "dgp":
         return {"preset": preset, "perceptual": "feature-net"}
     kwargs: dict[str, Any] = {"preset": preset}

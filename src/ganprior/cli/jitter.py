@@ -28,7 +28,7 @@ def source_options(fn: Callable) -> Callable:
                      help="For image sources: the degradation of the image (reconstruct = a clean photo)."),
         click.option("--class", "class_index", type=int, default=None,
                      help="For image sources: the class (default: selected)."),
-        click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True),
+        click.option("--preset", type=click.Choice(PRESETS), default="official", show_default=True),
         click.option("--steps", type=click.IntRange(min=0), default=None, help="Cap every DGP stage (quick runs)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,

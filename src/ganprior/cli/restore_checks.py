@@ -22,10 +22,9 @@ from types import ModuleType
 import click
 import numpy as np
 
-from ganprior.tasks import IDENTITY_TASKS, UnknownTaskError, canonical_token
 from ganprior.image_files import (CLI_NAMES, ImageLoadError, check_mask_coverage, image_size, is_mask_file,
                                   observed_from_file)
-from ganprior.tasks import UnknownTaskError, has_kind
+from ganprior.tasks import IDENTITY_TASKS, UnknownTaskError, canonical_token, has_kind
 
 _SR_TOKEN = re.compile(r"(?:sr|superres|super-resolution)(\d+)?")
 _DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")

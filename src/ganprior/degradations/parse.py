@@ -6,10 +6,12 @@ Operators apply in the order written (DGP's hybrid task is ``sr2+colorize+inpain
 from __future__ import annotations
 
 import os
-import re
 from typing import Sequence
 
 import torch
+
+from ganprior.tasks import (  # noqa: F401  (TASK_ALIASES, NUMBERED: re-exported for older imports)
+    IDENTITY_TASKS, NUMBERED, TASK_ALIASES, UnknownTaskError, canonical_token, known_tasks)
 
 from .base import Compose, Degradation, DegradationError, Size
 from .colorization import Colorization
@@ -25,33 +27,12 @@ class TaskError(DegradationError):
     """A task string names an unknown operator or an impossible combination."""
 
 
-#: canonical task -> accepted spellings
-TASK_ALIASES: dict[str, tuple[str, ...]] = {
-    "sr": ("sr", "superres", "super-resolution"),
-    "colorize": ("colorize", "colorization", "gray", "grey"),
-    "inpaint": ("inpaint", "inpainting"),
-    "denoise": ("denoise", "denoising", "noise"),
-    "blur": ("blur", "deblur"),
-    "jpeg": ("jpeg", "dejpeg"),
-}
-#: tasks whose parameter may follow the name ("sr4", "jpeg30", "denoise0.1", "blur2")
-NUMBERED = {"sr": "<factor>", "denoise": "<sigma>", "blur": "<sigma>", "jpeg": "<quality>"}
-IDENTITY_TASKS = ("", "none", "identity", "reconstruct")
-
-
-def known_tasks() -> list[str]:
-    return [t + NUMBERED.get(t, "") for t in TASK_ALIASES] + ["reconstruct"]
-
-
 def _canonical(token: str) -> tuple[str, float | None]:
     """``"sr4"`` -> ``("sr", 4.0)``; unknown words raise :class:`TaskError` listing the known ones."""
-    match = re.fullmatch(r"([a-z-]+?)(\d+(?:\.\d+)?|\.\d+)?", token)
-    if match:
-        word, number = match.group(1), match.group(2)
-        for task, spellings in TASK_ALIASES.items():
-            if word in spellings and (number is None or task in NUMBERED):
-                return task, None if number is None else float(number)
-    raise TaskError(f"unknown task {token!r}; known tasks: {', '.join(known_tasks())} (join with '+')")
+    try:
+        return canonical_token(token)
+    except UnknownTaskError as exc:
+        raise TaskError(str(exc)) from None
 
 
 def _parameter(task: str, token: str, in_token: float | None, keyword: str, given: float | None,
@@ -65,8 +46,6 @@ def _parameter(task: str, token: str, in_token: float | None, keyword: str, give
     return float(value)
 
 
-    denoise_fusion: str = "none",
-    jpeg_fusion: str = "none",
 def _whole(task: str, value: float, low: int, high: int | None = None) -> int:
     if value != int(value) or value < low or (high is not None and value > high):
         bound = f"in {low}..{high}" if high is not None else f">= {low}"
@@ -86,6 +65,8 @@ def parse_task(
     colorize_fusion: str = "lab",
     sr_fusion: str = "none",
     blur_fusion: str = "none",
+    denoise_fusion: str = "none",
+    jpeg_fusion: str = "none",
     sr_reupsample: bool = False,
     noise_sigma: float | None = None,
     blur_sigma: float | None = None,

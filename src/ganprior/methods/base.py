@@ -76,12 +76,66 @@ def _rgb(img: torch.Tensor) -> torch.Tensor:
     return img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img
 
 
+class LossOperator(nn.Module):
+    """The degradation as an official script applies it inside its loss, where that differs from the
+    operator that made the observation.
+
+    ``sr="torch-bicubic"``: super-resolution as CRI's ``ds`` script downsamples its renders
+    (``F.interpolate(mode='bicubic')``, no antialiasing, ds:150, ds:311) instead of the task's own kernel.
+    ``colorize=False``: colorization left out (CRI's ``col`` script scores colour centroid renders
+    against the grey target, col:236-241).
+    """
+
+    def __init__(self, degradation: nn.Module, sr: str = "degradation", colorize: bool = True) -> None:
+        super().__init__()
+        if sr not in SR_OPERATORS:
+            raise ValueError(f"sr_operator must be one of {', '.join(SR_OPERATORS)}, got {sr!r}")
+        self.degradation, self.sr, self.colorize = degradation, sr, colorize
+        self.ops = list(getattr(degradation, "ops", [degradation]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ganprior.degradations import Colorization, SuperResolution
+
+        for op in self.ops:
+            if isinstance(op, Colorization) and not self.colorize:
+                continue
+            if isinstance(op, SuperResolution) and self.sr == "torch-bicubic" and op.factor != 1:
+                low = F.interpolate(x, size=op.low_res_size(x.shape[-2:]), mode="bicubic", align_corners=False)
+                x = op._finish(low, x.shape[-2:])
+            else:
+                x = op(x)
+        return x
+
+
+#: the SR operator inside the loss: the task's own, or the official scripts' torch bicubic
+SR_OPERATORS = ("degradation", "torch-bicubic")
+#: how the MSE averages when pixels are unobserved: over the observed ones, or over the whole image
+L2_AVERAGES = ("observed", "image")
+
+
+def loss_operator(degradation: nn.Module, sr_operator: str = "degradation", colorize: bool = True) -> nn.Module:
+    """``degradation`` itself, or a :class:`LossOperator` when the loss must apply it otherwise."""
+    if sr_operator == "degradation" and colorize:
+        return degradation
+    return LossOperator(degradation, sr_operator, colorize)
+
+
+def add_term(logged: dict[str, Any], name: str, weight: float, value: torch.Tensor | float) -> None:
+    """Log one loss term of a step: unweighted under ``name``, weighted under ``logged['weighted'][name]``."""
+    v = float(value.detach().sum()) if isinstance(value, torch.Tensor) else float(value)
+    logged[name] = v
+    logged.setdefault("weighted", {})[name] = float(weight) * v
+
+
 class ReconstructionLoss(nn.Module):
     """``perceptual_weight·P(D(x), y) + l2_weight·MSE(D(x), y)`` in observation space.
 
     ``weight`` ([1, 1, h, w], 1 = constrain) blanks regions that must not constrain the latent
-    (letterbox padding, pixels the degradation never observed) in both images; the MSE is
-    normalised by the weighted area so padding does not dilute it.
+    (letterbox padding, pixels the degradation never observed) in both images; with
+    ``l2_average="observed"`` the MSE is normalised by the weighted area so padding does not dilute it,
+    with ``"image"`` it is the mean over every pixel (the official CRI scripts' ``MSELoss``, holes 0 in
+    both images). ``l2_max_size`` (official: 256) takes the MSE after the same area reduction the
+    perceptual network's input gets.
 
     Observations smaller than the perceptual network accepts (``P.min_size``, e.g. the 8² image of ×4
     SR at 32²) are compared, both of them, after bilinear upsampling back to the generator resolution,
@@ -96,8 +150,13 @@ class ReconstructionLoss(nn.Module):
         weight: torch.Tensor | None = None,
         perceptual_weight: float = 1.0,
         l2_weight: float = 0.0,
+        l2_average: str = "observed",
+        l2_max_size: int | None = None,
     ) -> None:
         super().__init__()
+        if l2_average not in L2_AVERAGES:
+            raise ValueError(f"l2_average must be one of {', '.join(L2_AVERAGES)}, got {l2_average!r}")
+        self.l2_average, self.l2_max_size = l2_average, l2_max_size
         self.perceptual = perceptual
         self.degradation = degradation
         self.weight = weight
@@ -105,7 +164,7 @@ class ReconstructionLoss(nn.Module):
         self.target = _masked(observation, weight)
         self.perceptual_weight = perceptual_weight
         self.l2_weight = l2_weight
-        self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
+        self._area = 1.0 if weight is None or l2_average == "image" else float(weight.mean().clamp_min(1e-8))
 
     def terms(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample terms ``{'perceptual': [N], 'l2': [N]}`` (zero-weight terms are skipped)."""
@@ -117,7 +176,24 @@ class ReconstructionLoss(nn.Module):
             fake, real = self._perceptual_view(degraded, size), self._perceptual_view(target, size)
             out["perceptual"] = self.perceptual(fake, real.expand(fake.shape[0], -1, -1, -1))
         if self.l2_weight:
-            out["l2"] = (degraded - target).square().flatten(1).mean(1) / self._area
+            out["l2"] = (self._l2_view(degraded) - self._l2_view(target)).square().flatten(1).mean(1) / self._area
+        return out
+
+    def _l2_view(self, img: torch.Tensor) -> torch.Tensor:
+        limit = self.l2_max_size
+        if limit and max(img.shape[-2:]) > limit:
+            return F.interpolate(img, size=(limit, limit), mode="area")
+        return img
+
+    def term_weights(self) -> dict[str, float]:
+        return {"perceptual": self.perceptual_weight, "l2": self.l2_weight}
+
+    def logged(self, terms: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The step's terms for the loss curve: unweighted, and weighted under ``'weighted'``."""
+        out: dict[str, Any] = {}
+        weights = self.term_weights()
+        for name, value in terms.items():
+            add_term(out, name, weights[name], value)
         return out
 
     def _perceptual_view(self, img: torch.Tensor, generator_size: tuple[int, ...]) -> torch.Tensor:
@@ -142,7 +218,7 @@ class ReconstructionLoss(nn.Module):
     def with_weights(self, perceptual_weight: float, l2_weight: float) -> "ReconstructionLoss":
         """The same observation and distance with other weights (no second network load)."""
         return ReconstructionLoss(self.perceptual, self.degradation, self.observation, self.weight,
-                                  perceptual_weight, l2_weight)
+                                  perceptual_weight, l2_weight, self.l2_average, self.l2_max_size)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """Per-sample weighted loss ``[N]``."""
@@ -203,9 +279,12 @@ class RunRecorder:
         self.interrupted = False
         self.step_count = 0
 
-    def record(self, stage: str, step: int, loss: float, terms: dict[str, float],
+    def record(self, stage: str, step: int, loss: float, terms: dict[str, Any],
                image: torch.Tensor | None) -> bool:
-        """Log one step (loss curve, a video frame every ``frame_every`` steps) and :meth:`report` it."""
+        """Log one step (loss curve, a video frame every ``frame_every`` steps) and :meth:`report` it.
+
+        ``terms``: every term of the step unweighted by name, and weighted under ``'weighted'``
+        (:func:`add_term`), so a run's ``run.json`` shows which term drives it."""
         self.losses.append({"stage": stage, "step": step, "loss": loss, **terms})
         if image is not None and self.frame_every and step % self.frame_every == 0:
             self.frames.append(image.detach()[:1].cpu())
@@ -353,9 +432,12 @@ class Method(ABC):
         self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
         weight: torch.Tensor | None, l2_weight: float, perceptual_weight: float = 1.0,
     ) -> ReconstructionLoss:
+        o = self.options
         needs_net = perceptual_weight != 0
-        perceptual = get_perceptual(self.options["perceptual"] if needs_net else "mse", prior)
-        return ReconstructionLoss(perceptual, degradation, observation, weight, perceptual_weight, l2_weight)
+        perceptual = get_perceptual(o["perceptual"] if needs_net else "mse", prior)
+        operator = loss_operator(degradation, o.get("sr_operator", "degradation"))
+        return ReconstructionLoss(perceptual, operator, observation, weight, perceptual_weight, l2_weight,
+                                  o.get("l2_average", "observed"), o.get("l2_max_size"))
 
     def start(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
               weight: torch.Tensor | None, class_index: int | None, seed: int, progress: bool,

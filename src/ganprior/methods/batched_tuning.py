@@ -31,11 +31,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ganprior.methods.base import (Method, ReconstructionLoss, Result, RunRecorder, RunStart, frozen,
+from ganprior.methods.base import (Method, ReconstructionLoss, Result, RunRecorder, RunStart, add_term, frozen,
                                    stylegan_lr_ramp)
 from ganprior.methods.cri import CRI
 from ganprior.methods.projection import broadcast_ws
-from ganprior.methods.pti import PTI, LocalityRegularizer, generator_delta, locality_distance, tuning_options
+from ganprior.methods.pti import PTI, generator_delta, locality_distance, make_regularizer, tuning_options
 from ganprior.models.prior import GenerativePrior
 
 #: image k's tuned synthesis weights (state-dict names), or ``None`` when it had nothing to tune
@@ -97,6 +97,8 @@ def pivotal_tuning_batch(
     reg_perceptual_weight: float = 10.0,
     reg_l2_weight: float = 0.0,
     stage: str = "pivotal-tuning",
+    reg_vgg_input: str = "images",
+    reg_class: str = "random",
 ) -> list[TunedWeights]:
     """:func:`~ganprior.methods.pti.pivotal_tuning` for image k = (row k of ``pivots`` ``[n, num_ws, w_dim]``
     and of ``cs`` ``[n, c_dim]``, ``losses[k]``, ``recorders[k]``, ``seeds[k]``), all at once; ``prior`` is
@@ -119,8 +121,8 @@ def pivotal_tuning_batch(
     best = {name: p.detach().clone() for name, p in params.items()}
     best_loss = [math.inf] * n
     optimizer = torch.optim.Adam(list(params.values()), lr=lr, betas=(0.9, 0.999))  # constant, as in PTI
-    regularizers = [LocalityRegularizer(prior, pivots[k:k + 1], reg_alpha, seed) for k, seed in enumerate(seeds)] \
-        if reg_weight else None
+    regularizers = [make_regularizer(prior, pivots[k:k + 1], cs[k:k + 1], reg_weight, reg_alpha, seed, reg_class)
+                    for k, seed in enumerate(seeds)] if reg_weight else None
     one_distance = _same_distance(losses)
 
     def render() -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -134,9 +136,10 @@ def pivotal_tuning_batch(
         both = render_with_weights(prior, params, torch.stack([pivots, w_r], 1), torch.stack([cs, c_r], 1))
         new = both[:, 1]
         if one_distance:
-            return both[:, 0], locality_distance(losses[0].perceptual, new, old, reg_perceptual_weight, reg_l2_weight)
+            return both[:, 0], locality_distance(losses[0].perceptual, new, old, reg_perceptual_weight, reg_l2_weight,
+                                                 reg_vgg_input)
         return both[:, 0], torch.cat([locality_distance(loss.perceptual, new[k:k + 1], old[k:k + 1],
-                                                        reg_perceptual_weight, reg_l2_weight)
+                                                        reg_perceptual_weight, reg_l2_weight, reg_vgg_input)
                                       for k, loss in enumerate(losses)])
 
     def restore_best(k: int) -> None:
@@ -158,10 +161,10 @@ def pivotal_tuning_batch(
                 recorder, img = recorders[k], images[k:k + 1]
                 terms = losses[k].terms(img)
                 loss_k = losses[k].total(terms).sum()
-                logged = {name: float(v.detach().sum()) for name, v in terms.items()}
+                logged = losses[k].logged(terms)
                 if reg is not None:
                     loss_k = loss_k + reg_weight * reg[k]
-                    logged["locality"] = float(reg[k].detach())
+                    add_term(logged, "locality", reg_weight, reg[k])
                 value = float(loss_k.detach())
                 if not math.isfinite(value):
                     active[k] = False
@@ -232,6 +235,6 @@ def pti_batch(method: PTI, prior: GenerativePrior, runs: Sequence[RunStart], see
     stage = StackedStage("projection", o["projection_steps"], stylegan_lr_ramp(o["projection_lr"]),
                          lambda latent: broadcast_ws(latent, prior.num_ws))
     pivots = _optimize_stacked(prior, runs, c, init, stage)
-    tuned = pivotal_tuning_batch(prior, pivots, c, [run.loss for run in runs], [run.recorder for run in runs],
-                                 seeds, **tuning_options(o))
+    losses = [run.loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"]) for run in runs]
+    tuned = pivotal_tuning_batch(prior, pivots, c, losses, [run.recorder for run in runs], seeds, **tuning_options(o))
     return tuned_results(method, prior, pivots, runs, tuned)

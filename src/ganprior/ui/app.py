@@ -50,7 +50,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     sr_factor = gr.Dropdown([2, 4, 8], value=4, label="SR factor", elem_id="sr-factor")
                     method = gr.Dropdown(available_methods(), value="cri", label="Method", elem_id="method")
-                    preset = gr.Dropdown(list(PRESETS), value="paper", label="Preset", elem_id="preset")
+                    preset = gr.Dropdown(list(PRESETS), value="official", label="Preset", elem_id="preset")
                 with gr.Row():
                     steps = gr.Number(value=50, precision=0, label="Step cap per stage (0 = preset)",
                                       elem_id="steps")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ganprior.degradations import center_box_mask, mask_from_spec
+from ganprior.tasks import has_kind
 
 #: the tasks the page offers, in the order they are composed (inpainting last, so the painted mask is
 #: at the size of the image shown, whatever changes the size before it)
@@ -110,7 +111,7 @@ def restore_inputs(value: dict[str, Any] | None, task: str) -> tuple[torch.Tenso
     from ganprior.images import from_uint8
 
     image, mask = read_editor(value)
-    inpaint = "inpaint" in task.split("+")
+    inpaint = has_kind(task, "inpaint")
     if inpaint and mask is None:
         raise UIInputError("the mask is empty: paint the holes (or use the centre/box preset) before running inpaint")
     if not inpaint and mask is not None:
