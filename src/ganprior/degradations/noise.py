@@ -70,13 +70,14 @@ def classical_denoise(y: torch.Tensor, sigma: float) -> torch.Tensor:
 def sure_blend(y: torch.Tensor, d: torch.Tensor, r: torch.Tensor, sigma: float, div_d: float) -> float:
     """Weight ``a`` in [0, 1] of ``d + a (r - d)`` minimising SURE (``div r`` taken as 0).
 
-    SURE(a) = |y - d - a e|^2 - N s^2 + 2 s^2 ((1 - a) div_d), e = r - d: a quadratic in ``a``.
+    SURE(a) = |y - d - a e|^2 - N s^2 + 2 s^2 ((1 - a) div_d), e = r - d: a quadratic in ``a`` whose
+    minimum is at ``a = (<y - d, e> + s^2 div_d) / |e|^2``.
     """
     e = (r - d).double()
     energy = float(e.square().sum())
     if energy == 0:
         return 0.0
-    slope = float(((y - d).double() * e).sum()) - sigma ** 2 * div_d
+    slope = float(((y - d).double() * e).sum()) + sigma ** 2 * div_d
     return min(1.0, max(0.0, slope / energy))
 
 
