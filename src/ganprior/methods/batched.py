@@ -11,7 +11,8 @@ there while the others go on. With the same seeds the results equal one-at-a-tim
   ``official``: each image its own noise maps and w noise) one image at a time.
 * CRI: the offset stage runs stacked (each image from its own centroid, with its own offset
   regulariser), then its pivotal tuning with per-image weights (``methods.batched_tuning``, vmap).
-* PTI: its W projection stacked, then the same batched pivotal tuning.
+* PTI: its W projection stacked, then the same batched pivotal tuning; the PTI repository's recipe
+  (noise maps, its own tuning network, early stop) one image at a time.
 * PULSE: stacked spherical latents, each with its own Gaussianised-W fit, GEOCROSS term and sphere
   radii (renormalised row by row after every step); with PULSE's noise maps or its eps rule (the
   ``official`` preset) one image at a time.
@@ -118,6 +119,8 @@ def project_batch(
     c = torch.cat([run.c for run in runs])
     if isinstance(method, PULSE):
         return _pulse_batch(method, prior, runs, c, seeds)
+    if isinstance(method, PTI) and method.runs_alone(prior):
+        return [method.complete(prior, run, seed) for run, seed in zip(runs, seeds)]
     if isinstance(method, PTI):  # a group of one: projection and tuning alone, on a generator copy
         return [result for group in tuning_groups(prior, n) for result in
                 ([method.complete(prior, runs[group.start], seeds[group.start])] if len(group) == 1 else
