@@ -117,14 +117,20 @@ def _storage(n: int):
     return torch.ones(n).storage()
 
 
-def _fixture_tree(official: Path, edit: Callable[[dict], None]) -> bytes:
+def _fixture_tree(official: Path, edit: Callable[[dict], None], edit_records: Callable[[dict], None] | None = None
+                  ) -> bytes:
+    """The SG2 fixture re-pickled after ``edit`` (on the parsed tree) and ``edit_records`` (on the persistence
+    records about to be pickled: shared objects made there stay shared in the file)."""
     from ganprior.loading.safe_pickle import load_official_pickle
 
     data = load_official_pickle(official / FIXTURE)
     data = {k: data[k] for k in ("G", "D", "G_ema")}
     edit(data)
+    records = {k: _with_payload(v, "") for k, v in data.items()}
+    if edit_records is not None:
+        edit_records(records)
     buf = Path(os.environ.get("TMPDIR", "/tmp")) / f"fixture-edit-{os.getpid()}.pkl"
-    dump_persistent({k: _with_payload(v, "") for k, v in data.items()}, buf)
+    dump_persistent(records, buf)
     raw = buf.read_bytes()
     buf.unlink()
     return raw
@@ -240,6 +246,58 @@ def _edit_node(path: str, key: str, value) -> Callable[[dict], None]:
     return edit
 
 
+def _record_state(records: dict, top: str, path: str) -> dict:
+    """The ``state`` dict of the persistence record at ``top.path`` (dotted child names)."""
+    state = records[top].meta["state"]
+    for part in filter(None, path.split(".")):
+        state = state["_modules"][part].meta["state"]
+    return state
+
+
+def _module_cycle(records: dict) -> None:
+    """G_ema.mapping shares G_ema's ``_modules`` dict, so it contains itself (a cycle through the memo)."""
+    _record_state(records, "G_ema", "mapping")["_modules"] = _record_state(records, "G_ema", "")["_modules"]
+
+
+def _parameters_list(records: dict) -> None:
+    state = _record_state(records, "G_ema", "mapping.fc0")
+    state["_parameters"] = list(state["_parameters"].values())
+
+
+OBJECT_BOMB_ELEMENTS = 1 << 28  # 2 GiB of object pointers
+
+
+def _ndarray_bomb() -> bytes:
+    """31 bytes: ``numpy.ndarray((2**28,), 'O')`` through REDUCE (numpy fills 2 GiB with None first)."""
+    return P4 + b"\x8c\x05numpy\x8c\x07ndarray\x93J" + struct.pack("<i", OBJECT_BOMB_ELEMENTS) + b"\x85\x8c\x01O\x86R."
+
+
+def _reconstruct_bomb() -> bytes:
+    """``numpy.core.multiarray._reconstruct(ndarray, (2**28,), b'O')``: the same through numpy's own record."""
+    return (P4 + b"\x8c\x15numpy.core.multiarray\x8c\x0c_reconstruct\x93\x8c\x05numpy\x8c\x07ndarray\x93J"
+            + struct.pack("<i", OBJECT_BOMB_ELEMENTS) + b"\x85C\x01O\x87R.")
+
+
+def _newobj_bomb() -> bytes:
+    """``ndarray.__new__(ndarray, (2**28,), 'O')`` through NEWOBJ."""
+    return (P4 + b"\x8c\x05numpy\x8c\x07ndarray\x93J" + struct.pack("<i", OBJECT_BOMB_ELEMENTS)
+            + b"\x85\x8c\x01O\x86\x81.")
+
+
+MANY_TENSORS = 500_000
+
+
+def _many_tensors(folder: Path) -> str:
+    """A ~35 MB native-looking safetensors file with 500,000 one-element tensors (its JSON header alone)."""
+    meta = json.dumps({"format": "ganprior-native", "format_version": "1",
+                       "config": json.dumps({"family": "stylegan2"})})
+    entries = ",".join(f'"t{i}":{{"dtype":"F32","shape":[1],"data_offsets":[{4 * i},{4 * i + 4}]}}'
+                       for i in range(MANY_TENSORS))
+    header = f'{{"__metadata__":{meta},{entries}}}'.encode()
+    return _write(folder, "many_tensors.safetensors",
+                  struct.pack("<Q", len(header)) + header + bytes(4 * MANY_TENSORS))
+
+
 def _drop_child(data: dict) -> None:
     for top in ("G", "G_ema"):
         del data[top].children["synthesis"].children["b4"].children["conv1"]
@@ -303,6 +361,17 @@ def corpus_items() -> list[Item]:
              lambda d: _write(d, "numpy_object_array.pkl",
                               pickle.dumps({"G_ema": np.array([1, "x", None], dtype=object)}, protocol=4)),
              "NumPy array of dtype 'O' (arbitrary objects inside)"),
+        Item("ndarray_object_bomb.pkl", "UnsafeCheckpointError",
+             lambda d: _write(d, "ndarray_object_bomb.pkl", _ndarray_bomb()),
+             "31 bytes: numpy.ndarray((2**28,), 'O') through REDUCE (2 GiB of None before any check)"),
+        Item("reconstruct_object_bomb.pkl", "UnsafeCheckpointError",
+             lambda d: _write(d, "reconstruct_object_bomb.pkl", _reconstruct_bomb()),
+             "_reconstruct(ndarray, (2**28,), b'O'): the same bomb through numpy's own record"),
+        Item("newobj_ndarray_bomb.pkl", "UnsafeCheckpointError",
+             lambda d: _write(d, "newobj_ndarray_bomb.pkl", _newobj_bomb()),
+             "NEWOBJ ndarray((2**28,), 'O'): the same bomb through NEWOBJ"),
+        Item("many_tensors.safetensors", "CheckpointLimitError", _many_tensors,
+             "35 MB safetensors whose header lists 500,000 tensors (a bare MemoryError once)"),
         Item("build_rewrites_tensor.pkl", "UnsafeCheckpointError",
              lambda d: _write(d, "build_rewrites_tensor.pkl", pickle.dumps({"G_ema": _Reduce(
                  torch._utils._rebuild_tensor_v2, (_storage(4), 0, (4,), (1,), False, collections.OrderedDict()),
@@ -356,9 +425,16 @@ def corpus_items() -> list[Item]:
         ("missing_layer.pkl", "CorruptCheckpointError", _drop_child,
          "official pickle missing a layer its attributes imply (KeyError inside the build)"),
     ]
+    official += [
+        ("module_cycle.pkl", "CorruptCheckpointError", (lambda data: None, _module_cycle),
+         "official pickle whose G_ema.mapping shares G_ema's _modules dict (a cycle; RecursionError once)"),
+        ("parameters_list.pkl", "CorruptCheckpointError", (lambda data: None, _parameters_list),
+         "official pickle whose mapping.fc0._parameters is a list (AttributeError once)"),
+    ]
     for name, expected, edit, what in official:
-        items.append(Item(name, expected, (lambda e, n: lambda d: _write(d, n, _fixture_tree(_official_dir(), e)))(
-            edit, name), what, needs_fixture=True))
+        edits = edit if isinstance(edit, tuple) else (edit, None)
+        items.append(Item(name, expected, (lambda e, n: lambda d: _write(d, n, _fixture_tree(_official_dir(), *e)))(
+            edits, name), what, needs_fixture=True))
     return items
 
 

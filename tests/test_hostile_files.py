@@ -44,7 +44,10 @@ def test_corpus_covers_the_issue(corpus_rows):
                    "zip_bomb_blob.pkl", "zip_bomb.pth", "hash_collision_keys.pkl", "named_pipe model.pkl",
                    "tensor_larger_than_storage.pkl", "flipped_weight_bytes.safetensors", "numpy_object_array.pkl",
                    "build_rewrites_tensor.pkl", "nan_lr_multiplier.safetensors", "list_activation.safetensors",
-                   "cwd_file_named_like_registry_model", "cache_manifest_mismatch"):
+                   "cwd_file_named_like_registry_model", "cache_manifest_mismatch",
+                   # issue 27
+                   "ndarray_object_bomb.pkl", "reconstruct_object_bomb.pkl", "newobj_ndarray_bomb.pkl",
+                   "many_tensors.safetensors", "module_cycle.pkl", "parameters_list.pkl"):
         assert needed in names
 
 
@@ -81,6 +84,64 @@ def test_real_fixtures_pass_the_scan(official_dir):
     for path in sorted(official_dir.glob("*/network-snapshot.stripped.pkl")):
         scan = scan_official_pickle(path.read_bytes(), str(path))
         assert scan.tensor_bytes == scan.storage_bytes > 0
+
+
+P4 = b"\x80\x04"
+_DTYPE = b"\x8c\x05numpy\x8c\x05dtype\x93"
+
+
+@pytest.mark.parametrize("body, match", [
+    # _reconstruct of a numeric dtype, but more elements than the file has bytes
+    (b"\x8c\x15numpy.core.multiarray\x8c\x0c_reconstruct\x93\x8c\x05numpy\x8c\x07ndarray\x93J\x00\x00\x00\x10"
+     b"\x85C\x01f\x87R", "needs more bytes than the file"),
+    # dtype('V8') given fields by BUILD (a structured dtype can hold objects)
+    (_DTYPE + b"\x8c\x02V8\x89\x88\x87R", "not a plain numeric type"),
+    (_DTYPE + b"\x8c\x02f4\x89\x88\x87R(K\x03\x8c\x01|N\x8c\x01a\x85}K\x08K\x01K\x10tb", "not a plain numeric type"),
+    (_DTYPE + b"\x8c\x06object\x89\x88\x87R", "not a plain numeric type"),
+])
+def test_numpy_records_are_checked_before_anything_is_built(body, match):
+    with pytest.raises(errors.CheckpointError, match=match):
+        scan_official_pickle(P4 + body + b".", "x.pkl")
+
+
+def test_numeric_numpy_records_still_pass():
+    import numpy as np
+
+    for value in (np.arange(6, dtype=np.float32).reshape(2, 3), np.float64(0.5), np.dtype("int64"), np.int32(7)):
+        scan_official_pickle(pickle.dumps({"a": value}, protocol=4), "x.pkl")
+
+
+def test_limits_say_how_to_raise_them_and_can_be_raised(tmp_path, monkeypatch):
+    import struct
+
+    header = json.dumps({k: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+                         for i, k in enumerate("abcd")}).encode()
+    path = tmp_path / "four.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    monkeypatch.setenv("GANPRIOR_SCAN_LIMITS", "max_tensors=1")
+    with pytest.raises(errors.CheckpointLimitError, match="GANPRIOR_SCAN_LIMITS=max_tensors=<n>"):
+        load_model(str(path))
+    monkeypatch.setenv("GANPRIOR_SCAN_LIMITS", "max_tensors=4")
+    with pytest.raises(errors.CorruptCheckpointError, match="not a ganprior model"):  # past the limit
+        load_model(str(path))
+
+
+def test_module_tree_walk_is_bounded():
+    from ganprior.loading.safe_pickle import PersistentNode, check_module_tree
+
+    def node(children):
+        return PersistentNode("M", {"_modules": dict(children)}, "", 0)
+
+    chain = node({})
+    for _ in range(300):  # deeper than any network, without a cycle
+        chain = node({"c": chain})
+    with pytest.raises(errors.CheckpointLimitError, match="nest deeper"):
+        check_module_tree(chain, "x.pkl")
+    shared = node({})
+    for _ in range(40):  # each level holds the next one twice: 2**40 paths from a few hundred bytes
+        shared = node({"a": shared, "b": shared})
+    with pytest.raises(errors.CheckpointLimitError, match="max_modules"):
+        check_module_tree(shared, "x.pkl")
 
 
 def test_error_classes_share_one_base_and_cut_long_messages():

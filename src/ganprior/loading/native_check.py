@@ -21,9 +21,9 @@ import torch
 
 from ganprior.loading.errors import CheckpointLimitError, CorruptCheckpointError, IntegrityError
 from ganprior.loading.guards import open_regular
+from ganprior.loading.pickle_scan import current_limits, over_limit
 
 DIGEST_KEY = "tensors_sha256"
-MAX_HEADER_BYTES = 100 << 20
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -57,11 +57,20 @@ def read_header(fh: BinaryIO, size: int, label: str) -> tuple[list[Entry], dict[
     if len(head) < 8:
         raise NotSafetensorsError(f"{label} is not a safetensors file (only {size} bytes)")
     n = struct.unpack("<Q", head)[0]
-    if n > MAX_HEADER_BYTES or 8 + n > size:
+    if 8 + n > size:
         raise NotSafetensorsError(f"{label} is not a safetensors file: header length {n:,} "
                                   f"does not fit in {size:,} bytes")
+    limits = current_limits()
+    if n > limits.max_header_bytes:  # JSON parsing costs many times the header's size, before any check
+        raise CheckpointLimitError(f"{label}: " + over_limit(f"a {n:,}-byte safetensors header",
+                                                             "max_header_bytes", limits.max_header_bytes))
+    raw = fh.read(n)
+    objects = raw.count(b"{")  # one per tensor entry (+ the header and its metadata), counted before parsing
+    if objects > limits.max_tensors + 2:
+        raise CheckpointLimitError(f"{label}: " + over_limit(f"a header of up to {objects - 2:,} tensor entries",
+                                                             "max_tensors", limits.max_tensors))
     try:
-        header = json.loads(fh.read(n), parse_constant=_no_constants)
+        header = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise NotSafetensorsError(f"{label} is not a safetensors file: bad header ({exc})") from exc
     if not isinstance(header, dict):

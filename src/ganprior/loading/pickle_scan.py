@@ -15,9 +15,13 @@ their storage. ``loading/torch_files.py`` applies it to whole ``torch.save`` fil
 
 from __future__ import annotations
 
+import os
 import pickletools
+import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
 
 from ganprior.loading.errors import CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
 
@@ -34,9 +38,39 @@ class ScanLimits:
     max_int_bytes: int = 64
     max_zip_ratio: float = 10.0  # uncompressed / compressed, per zip entry
     max_alias: float = 1.25  # total tensor bytes may exceed total storage bytes by this factor (+1 MiB)
+    max_tensors: int = 50_000  # per file, pickle or safetensors (an XL-1024 snapshot with D holds ~4,000)
+    max_header_bytes: int = 8 << 20  # safetensors JSON header (parsing costs many times its size in memory)
+    max_modules: int = 100_000  # module visits when walking a network tree (shared children count each time)
+
+    @classmethod
+    def from_env(cls) -> "ScanLimits":
+        """Defaults, with any field overridden by ``GANPRIOR_SCAN_LIMITS="max_tensors=200000,..."``."""
+        raw = os.environ.get(LIMITS_ENV, "").strip()
+        if not raw:
+            return cls()
+        known = {f.name: f.type for f in fields(cls)}
+        changes = {}
+        for part in raw.split(","):
+            key, _, value = part.partition("=")
+            key = key.strip()
+            if key not in known:
+                raise ValueError(f"{LIMITS_ENV}: unknown limit {key!r} (known: {', '.join(known)})")
+            changes[key] = float(value) if known[key] in (float, "float") else int(value)
+        return replace(cls(), **changes)
 
 
+LIMITS_ENV = "GANPRIOR_SCAN_LIMITS"
 LIMITS = ScanLimits()
+
+
+def current_limits() -> ScanLimits:
+    """The limits in force now (defaults, or ``GANPRIOR_SCAN_LIMITS`` when set)."""
+    return ScanLimits.from_env() if os.environ.get(LIMITS_ENV) else LIMITS
+
+
+def over_limit(what: str, field: str, value: int) -> str:
+    """The tail of a limit error: which limit, and how to raise it for a file one trusts."""
+    return f"{what} (limit {field}={value:,}; raise it with {LIMITS_ENV}={field}=<n> only for a file you trust)"
 
 # Opcodes no checkpoint format uses: protocol-0 text forms (except GLOBAL), class instantiation by
 # INST/OBJ, the extension registry, and protocol-5 out-of-band buffers.
@@ -51,6 +85,13 @@ STORAGE_ITEMSIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8
 _BUILD_OK = {"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.dtype",
              "collections.OrderedDict"}
 _TENSOR_REBUILDERS = {"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor"}
+_NP_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+_NP_RECONSTRUCT = {f"{m}._reconstruct" for m in _NP_MODULES}
+_NP_SCALAR = {f"{m}.scalar" for m in _NP_MODULES}
+_NP_ARRAY_CLASS = "numpy.ndarray"
+_DILL_ARRAY = "dill._dill._create_array"
+# Plain numeric dtypes only (bool, ints, floats, complex): no object, string, void or structured dtypes.
+_DTYPE_CODE = re.compile(r"[<>|=]?(?:[biufc][0-9]{1,2}|[?bBhHiIlLqQefdgFDG])\Z")
 _LOAD_FROM_BYTES = "torch.storage._load_from_bytes"
 _SMALL_INT = 1 << 31
 
@@ -156,13 +197,14 @@ class PickleScan:
     """Model one pickle's stack; ``storages`` maps persistent-id storage keys to ``(numel, itemsize)``."""
 
     def __init__(self, buf: bytes | memoryview, label: str, *, persistent_ids: bool = False,
-                 keep_lists: bool = False, limits: ScanLimits = LIMITS) -> None:
-        self.buf, self.label, self.limits = buf, label, limits
+                 keep_lists: bool = False, limits: ScanLimits | None = None) -> None:
+        self.buf, self.label, self.limits = buf, label, limits or current_limits()
         self.persistent_ids, self.keep_lists = persistent_ids, keep_lists
         self.storages: dict[str, tuple[int, int]] = {}
         self.storage_bytes = 0
         self.tensor_bytes = 0
         self.tensor_numel = 0
+        self.n_tensors = 0
 
     # ---- helpers ----
     def _fail(self, message: str, kind: type = CheckpointLimitError) -> None:
@@ -281,9 +323,98 @@ class PickleScan:
             self._fail("tensor size/stride/offset are not plain integers", CorruptCheckpointError)
         numel_s, itemsize = storage.info
         numel = check_view(numel_s, offset, size.items, stride.items, self.label)
+        self.n_tensors += 1
+        if self.n_tensors > self.limits.max_tensors:
+            self._fail(over_limit("more tensors than any network checkpoint holds", "max_tensors",
+                                  self.limits.max_tensors))
         self.tensor_bytes += numel * itemsize
         self.tensor_numel += numel
         return Node("obj", 1, info="tensor")
+
+    # ---- NumPy records: plain numeric dtypes only, element counts bounded by the bytes the file holds ----
+    def _dtype_code(self, value: object) -> tuple[str, int] | None:
+        """``(code, itemsize)`` of a plain numeric dtype code given as a short str or bytes, else None."""
+        if type(value) is Node and value.kind == "bytes" and value.info[1] <= 8:
+            pos, n = value.info
+            value = bytes(self.buf[pos:pos + n]).decode("latin-1")
+        if type(value) is not str or not _DTYPE_CODE.match(value):
+            return None
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            return None
+        return (value, dtype.itemsize) if dtype.kind in "biufc" else None
+
+    def _numel(self, shape: object, itemsize: int) -> int:
+        """Elements of a NumPy shape; their bytes may not exceed the bytes the whole file holds."""
+        if type(shape) is not Node or shape.kind != "tuple" or shape.items is None \
+                or not all(type(s) is int and s >= 0 for s in shape.items):
+            self._fail("NumPy array shape is not a short tuple of non-negative integers", CorruptCheckpointError)
+        numel = 1
+        for s in shape.items:
+            numel *= s
+        if numel * itemsize > len(self.buf):
+            self._fail(f"a NumPy array of {numel:,} elements needs more bytes than the file's {len(self.buf):,}")
+        return numel
+
+    def _np_dtype(self, args: Node) -> Node:
+        code = self._dtype_code(args.items[0] if args.items else None)
+        if code is None:
+            self._fail("NumPy dtype that is not a plain numeric type (object dtypes hold arbitrary objects)",
+                       UnsafeCheckpointError)
+        return Node("obj", 1, code, info="numpy.dtype")
+
+    def _is_dtype(self, value: object) -> bool:
+        return type(value) is Node and value.info == "numpy.dtype" and value.items is not None
+
+    def _check_dtype_state(self, state: object) -> None:
+        """``dtype.__setstate__`` may not add fields, a subarray or a size (structured dtypes can hold objects)."""
+        items = state.items if type(state) is Node and state.kind == "tuple" else None
+        if not items or len(items) not in (8, 9) or items[0] not in (3, 4) or items[1] not in ("<", ">", "|", "=") \
+                or items[2:5] != (None, None, None) or items[5:7] != (-1, -1):
+            self._fail("NumPy dtype state that is not a plain numeric type", UnsafeCheckpointError)
+
+    def _np_reconstruct_args(self, args: object) -> None:
+        """``_reconstruct(ndarray, shape, code)``, NumPy's own first step of rebuilding an array."""
+        items = args.items if type(args) is Node and args.kind == "tuple" else None
+        if not items or len(items) != 3 or type(items[0]) is not Node or items[0].info != _NP_ARRAY_CLASS:
+            self._fail("NumPy array record that is not numpy's own (_reconstruct of ndarray)", UnsafeCheckpointError)
+        code = self._dtype_code(items[2])
+        if code is None:
+            self._fail("NumPy array of a dtype that is not plain numeric", UnsafeCheckpointError)
+        self._numel(items[1], code[1])
+
+    def _check_array_state(self, state: object) -> None:
+        """``ndarray.__setstate__((version, shape, dtype, fortran, raw))``: raw bytes exactly fill the shape."""
+        items = state.items if type(state) is Node and state.kind == "tuple" else None
+        if not items or len(items) != 5 or not self._is_dtype(items[2]):
+            self._fail("NumPy array state without a plain numeric dtype", UnsafeCheckpointError)
+        raw = items[4]
+        numel = self._numel(items[1], items[2].items[1])
+        if type(raw) is not Node or raw.kind != "bytes" or raw.info[1] != numel * items[2].items[1]:
+            self._fail("NumPy array data does not match its shape and dtype", CorruptCheckpointError)
+
+    def _reduce_other(self, qual: str, args: Node) -> Node:
+        """REDUCE of a named global that is neither a tensor nor a storage blob."""
+        if qual == "numpy.dtype":
+            return self._np_dtype(args)
+        if qual in _NP_RECONSTRUCT:
+            self._np_reconstruct_args(args)
+        elif qual in _NP_SCALAR:
+            items = args.items or ()
+            if not items or len(items) > 2 or not self._is_dtype(items[0]) or (len(items) == 2 and not (
+                    type(items[1]) is Node and items[1].kind == "bytes" and items[1].info[1] == items[0].items[1])):
+                self._fail("NumPy scalar record that is not a plain numeric value", UnsafeCheckpointError)
+        elif qual == _DILL_ARRAY:
+            items = args.items or ()
+            if len(items) not in (3, 4) or type(items[0]) is not Node or items[0].info not in _NP_RECONSTRUCT:
+                self._fail("dill array record with a foreign constructor", UnsafeCheckpointError)
+            self._np_reconstruct_args(items[1])
+            self._check_array_state(items[2])
+        elif qual == _NP_ARRAY_CLASS:
+            self._fail("numpy.ndarray called directly (arrays are only rebuilt from numpy's own records)",
+                       UnsafeCheckpointError)
+        return Node("obj", args.depth, info=qual)
 
     # ---- the walk ----
     def run(self, pos: int = 0) -> tuple[object, int]:
@@ -414,10 +545,7 @@ class PickleScan:
                 elif qual in _TENSOR_REBUILDERS:
                     stack.append(self._tensor(args))
                 else:
-                    if qual == "numpy.dtype" and args.items and type(args.items[0]) in (str, _Str) \
-                            and args.items[0].lstrip("<>|=").startswith("O"):
-                        fail("NumPy object dtype (arbitrary objects inside arrays)", UnsafeCheckpointError)
-                    stack.append(Node("obj", args.depth, info=qual))
+                    stack.append(self._reduce_other(qual, args))
             elif name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
                 stack.append(self._text(name, arg))
             elif name in ("SHORT_BINBYTES", "BINBYTES", "BINBYTES8"):
@@ -448,6 +576,9 @@ class PickleScan:
                 del stack[-k:]
                 if type(parts[0]) is not Node or parts[0].kind != "global":
                     fail(f"{name} of something that is not a named class", UnsafeCheckpointError)
+                if parts[0].info == _NP_ARRAY_CLASS:
+                    fail(f"{name} of numpy.ndarray (arrays are only rebuilt from numpy's own records)",
+                         UnsafeCheckpointError)
                 stack.append(Node("obj", 1 + max(map(_depth, parts[1:])), info="newobj"))
             elif name == "BUILD":
                 if len(stack) - (marks[-1] if marks else 0) < 2:
@@ -458,6 +589,10 @@ class PickleScan:
                         (target.info != "newobj" and target.info not in _BUILD_OK):
                     what = target.info if type(target) is Node else type(target).__name__
                     fail(f"BUILD would rewrite the state of {what} after it was checked", UnsafeCheckpointError)
+                if target.info == "numpy.dtype":
+                    self._check_dtype_state(state)
+                elif target.info in _NP_RECONSTRUCT:
+                    self._check_array_state(state)
                 self._grow(target, [state])
             elif name == "BINPERSID":
                 if not self.persistent_ids:
@@ -523,7 +658,7 @@ def check_view(storage_numel: int, offset: int, size: tuple, stride: tuple, labe
     return numel
 
 
-def scan_official_pickle(buf: bytes | memoryview, label: str, limits: ScanLimits = LIMITS) -> PickleScan:
+def scan_official_pickle(buf: bytes | memoryview, label: str, limits: ScanLimits | None = None) -> PickleScan:
     """Scan an official network pickle (no persistent ids; storages come from nested blobs)."""
     scan = PickleScan(buf, label, limits=limits)
     scan.result, end = scan.run()

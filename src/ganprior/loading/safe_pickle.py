@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ganprior.loading.errors import CheckpointError, CorruptCheckpointError, UnsafeCheckpointError
+from ganprior.loading.errors import CheckpointError, CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.loading.guards import open_regular
-from ganprior.loading.pickle_scan import scan_official_pickle
+from ganprior.loading.pickle_scan import ScanLimits, current_limits, over_limit, scan_official_pickle
 from ganprior.loading.tensor_records import STORAGE_DTYPES, rebuild_parameter, rebuild_tensor, storage_from_bytes
 from ganprior.loading.torch_files import blob_layout
 
@@ -159,8 +159,20 @@ def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
     return obj
 
 
-def _np_reconstruct(*args: Any) -> np.ndarray:
-    return np.ndarray.__new__(*args)
+class _NDArrayName:
+    """What ``numpy.ndarray`` names in a pickle: only the first argument of ``_reconstruct``, never called."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafeCheckpointError("numpy.ndarray called directly (arrays are only rebuilt from numpy's records)")
+
+
+def _np_reconstruct(subtype: Any, shape: Any, code: Any) -> np.ndarray:
+    """``numpy.core.multiarray._reconstruct``: an empty plain numeric array (the data comes with BUILD)."""
+    code = code.decode("latin-1") if isinstance(code, bytes) else code
+    dtype = np.dtype(code) if isinstance(code, str) and len(code) <= 4 else np.dtype("O")
+    if subtype is not _NDArrayName or dtype.kind not in "biufc" or shape != (0,):
+        raise UnsafeCheckpointError("NumPy array record that is not numpy's own (_reconstruct of an empty ndarray)")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
 def _load_type(name: str) -> Any:
@@ -170,15 +182,15 @@ def _load_type(name: str) -> Any:
 
 
 def _scalar(dtype: np.dtype, data: bytes | None = None) -> np.generic:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc":
         raise UnsafeCheckpointError("NumPy scalar of a non-numeric dtype")
     return np.frombuffer(data or b"", dtype=dtype, count=1)[0] if data else dtype.type(0)
 
 
 def _dtype(name: Any, align: bool = False, copy: bool = False) -> np.dtype:
-    dt = np.dtype(name)
-    if dt.hasobject:
-        raise UnsafeCheckpointError("NumPy object dtype is not allowed")
+    dt = np.dtype(name) if isinstance(name, str) else None
+    if dt is None or dt.kind not in "biufc":
+        raise UnsafeCheckpointError("NumPy dtype that is not a plain numeric type")
     return dt
 
 
@@ -201,7 +213,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDArrayName,
     ("numpy", "dtype"): _dtype,
     ("dill._dill", "_create_array"): None,  # filled below (needs _np_reconstruct identity)
     ("dill._dill", "_load_type"): _load_type,
@@ -309,7 +321,58 @@ def load_official_pickle(path: str | Path) -> dict:
     if not isinstance(data, dict) or not any(isinstance(data.get(k), PersistentNode) for k in ("G_ema", "G")):
         raise CorruptCheckpointError(f"{path} holds no StyleGAN generator (keys: "
                                      f"{list(data)[:8] if isinstance(data, dict) else type(data).__name__})")
+    for key in ("G_ema", "G", "D"):
+        if isinstance(data.get(key), PersistentNode):
+            check_module_tree(data[key], f"{path} ({key})")
     return data
+
+
+_MODULE_DICTS = (("_parameters", torch.Tensor), ("_buffers", torch.Tensor), ("_modules", None))
+
+
+def check_module_tree(root: Any, label: str, limits: ScanLimits | None = None) -> None:
+    """The module graph under ``root`` is a tree the loaders can walk: ``_parameters``/``_buffers`` map names to
+    tensors, ``_modules`` names to modules (or None), no module is its own ancestor, depth and size bounded.
+
+    A pickle can make any of these something else (a list, a cycle through a shared ``_modules`` dict); the
+    walk here is iterative, so it fails with one clear error instead of ``RecursionError``/``AttributeError``.
+    """
+    limits = limits or current_limits()
+    visits = 0
+    stack: list[tuple[Any, str, tuple[int, ...]]] = [(root, "", ())]
+    while stack:
+        node, where, path = stack.pop()
+        visits += 1
+        if visits > limits.max_modules:
+            raise CheckpointLimitError(f"{label}: " + over_limit("a network tree of more module visits than any "
+                                                                 "checkpoint needs", "max_modules", limits.max_modules))
+        if len(path) > limits.max_depth:
+            raise CheckpointLimitError(f"{label}: modules nest deeper than {limits.max_depth} levels")
+        state = node.state if isinstance(node, (PersistentNode, OpaqueObject)) else None
+        here = where[:-1] or "the network"
+        if not isinstance(state, dict):
+            raise CorruptCheckpointError(f"{label}: {here} is not a module")
+        for field_name, value_type in _MODULE_DICTS:
+            entries = state.get(field_name)
+            if entries is None:
+                continue
+            if not isinstance(entries, dict):
+                raise CorruptCheckpointError(f"{label}: {here}.{field_name} is a {type(entries).__name__}, "
+                                             "not a dict")
+            for key, value in entries.items():
+                if not isinstance(key, str):
+                    raise CorruptCheckpointError(f"{label}: {here}.{field_name} has a non-string key")
+                if value is None:
+                    continue
+                if value_type is not None:
+                    if not isinstance(value, value_type):
+                        raise CorruptCheckpointError(f"{label}: {where}{key} is a {type(value).__name__}, "
+                                                     "not a tensor")
+                    continue
+                if id(value) in path or value is node:
+                    raise CorruptCheckpointError(f"{label}: the module graph has a cycle ({where}{key} "
+                                                 "contains one of its ancestors)")
+                stack.append((value, f"{where}{key}.", path + (id(node),)))
 
 
 def iter_state(node: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:

@@ -15,7 +15,7 @@ import struct
 import zipfile
 
 from ganprior.loading.errors import CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
-from ganprior.loading.pickle_scan import LIMITS, STORAGE_ITEMSIZE, Node, PickleScan, ScanLimits
+from ganprior.loading.pickle_scan import STORAGE_ITEMSIZE, Node, PickleScan, ScanLimits, current_limits
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -128,8 +128,9 @@ def _scan_zip(data: io.BufferedIOBase | io.BytesIO, size: int, label: str, limit
     return scan
 
 
-def scan_storage_blob(blob: bytes, label: str, limits: ScanLimits = LIMITS) -> tuple[int, int]:
+def scan_storage_blob(blob: bytes, label: str, limits: ScanLimits | None = None) -> tuple[int, int]:
     """``(numel, itemsize)`` of the single storage a nested ``torch.save`` blob holds; raises otherwise."""
+    limits = limits or current_limits()
     if bytes(blob[:4]) == b"PK\x03\x04":
         scan = _scan_zip(io.BytesIO(blob), len(blob), label, limits)
     else:
@@ -143,8 +144,9 @@ def scan_storage_blob(blob: bytes, label: str, limits: ScanLimits = LIMITS) -> t
     return result.info
 
 
-def scan_torch_file(fh: io.BufferedIOBase, size: int, label: str, limits: ScanLimits = LIMITS) -> PickleScan:
+def scan_torch_file(fh: io.BufferedIOBase, size: int, label: str, limits: ScanLimits | None = None) -> PickleScan:
     """Scan a whole ``torch.save`` file (zip or legacy) read from ``fh``; returns the scan of its object."""
+    limits = limits or current_limits()
     fh.seek(0)
     head = fh.read(4)
     fh.seek(0)
