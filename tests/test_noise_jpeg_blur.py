@@ -149,3 +149,16 @@ def test_observation_report_compares_output_prior_and_classical_and_warns():
     assert report["prior_weaker"] and report["prior_weight"] < 0.5
     assert report["psnr_output_vs_input"] == pytest.approx(_psnr(fused, y))
     assert {"psnr_output_vs_classical", "psnr_classical_vs_input", "observed_psnr", "noise_sigma"} <= set(report)
+
+
+@pytest.mark.parametrize("task,baseline", [("denoise", "nlm"), ("jpeg30", "deblock"), ("blur2", "wiener")])
+def test_bench_has_a_classical_baseline_for_each_task_that_beats_the_input(task, baseline):
+    from ganprior.bench.baselines import applicable_baselines, run_baseline
+
+    clean = _photo()
+    op = parse_task(task)
+    y = _noisy(clean, 2 * 15 / 255) if task == "denoise" else op.degrade(clean)
+    size = tuple(clean.shape[-2:])
+    assert baseline in applicable_baselines(op, size)
+    assert baseline not in applicable_baselines(parse_task(f"sr2+{task}"), size)  # single-operator tasks only
+    assert _psnr(run_baseline(baseline, y, op, size), clean) > _psnr(y, clean) + 0.2

@@ -4,7 +4,16 @@
   image with its hole for inpainting, nearest-neighbour enlargement for SR);
 * ``bicubic``: bicubic upsampling of a low-resolution observation (tasks that change the size);
 * ``telea``: OpenCV's Telea fast-marching inpainting of the holes (tasks with inpainting; needs
-  ``opencv-python-headless`` from the ``metrics`` extra), then bicubic upsampling if needed.
+  ``opencv-python-headless`` from the ``metrics`` extra), then bicubic upsampling if needed;
+* ``nlm``: scikit-image non-local means for the task's noise sigma (estimated when not given): the
+  classical estimate ``restore``'s denoise fusion leans on (``degradations/noise.py``);
+* ``deblock``: non-local means deblocking projected into the JPEG quantisation intervals
+  (``degradations/jpeg.py``), what ``restore``'s jpeg fusion leans on;
+* ``wiener``: scikit-image's unsupervised Wiener deconvolution (noise and prior levels estimated by its
+  own Gibbs sampler; symmetric padding against the FFT's wrap-around), a reference independent of the
+  Tikhonov fusion ``restore`` uses for blur.
+The last three apply when the task is that single operator.
+BM3D is not offered: the ``bm3d`` package is free for non-commercial use only.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganprior.degradations import Inpainting, resize
+from ganprior.degradations import JPEG, Blur, Denoising, Inpainting, resize
 
-BASELINES = ("input", "bicubic", "telea")
+BASELINES = ("input", "bicubic", "telea", "nlm", "deblock", "wiener")
+#: single-operator tasks -> their classical baseline
+CLASSICAL = {Denoising: "nlm", JPEG: "deblock", Blur: "wiener"}
 TELEA_RADIUS = 3
 
 
@@ -32,9 +43,37 @@ def applicable_baselines(degradation, size: tuple[int, int]) -> list[str]:
     names = ["input"]
     if tuple(degradation.observed_size(size)) != tuple(size):
         names.append("bicubic")
-    if any(isinstance(op, Inpainting) for op in _kinds(degradation)):
+    ops = _kinds(degradation)
+    if any(isinstance(op, Inpainting) for op in ops):
         names.append("telea")
+    if len(ops) == 1 and type(ops[0]) in CLASSICAL:
+        names.append(CLASSICAL[type(ops[0])])
     return names
+
+
+def unsupervised_wiener(observation: torch.Tensor, blur: Blur) -> torch.Tensor:
+    """scikit-image's unsupervised Wiener deconvolution of ``observation`` ``[1, 3, h, w]``, per channel."""
+    from skimage.restoration import unsupervised_wiener as deconvolve
+
+    from ganprior.degradations.noise import _from_numpy, _to_numpy
+
+    taps = blur.taps.double().cpu().numpy()
+    pad = taps.size
+    image = _to_numpy(observation)
+    channels = [deconvolve(np.pad(image[..., c], pad, mode="symmetric"), np.outer(taps, taps), clip=False, rng=0)[0]
+                for c in range(image.shape[-1])]
+    return _from_numpy(np.clip(np.stack(channels, -1)[pad:-pad, pad:-pad], 0, 1), observation)
+
+
+def _classical(observation: torch.Tensor, degradation, kind: type) -> torch.Tensor:
+    op = _kinds(degradation)[0]
+    if not isinstance(op, kind):
+        raise ValueError(f"this baseline needs a {kind.__name__} task, got {degradation.name!r}")
+    if isinstance(op, Blur):
+        return unsupervised_wiener(observation, op)
+    if isinstance(op, Denoising) and op.sigma is None:
+        op.calibrate(observation)
+    return op.classical_estimate(observation)
 
 
 def _to_size(x: torch.Tensor, size: tuple[int, int], kernel: str) -> torch.Tensor:
@@ -69,4 +108,7 @@ def run_baseline(name: str, observation: torch.Tensor, degradation, size: tuple[
     if name == "telea":
         observed = degradation.valid_mask(size, observation.device)
         return _to_size(telea(observation.expand(-1, 3, -1, -1), 1 - observed), size, "bicubic")
+    kinds = {name: kind for kind, name in CLASSICAL.items()}
+    if name in kinds:
+        return _classical(observation.expand(-1, 3, -1, -1), degradation, kinds[name])
     raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
