@@ -279,3 +279,16 @@ def test_a_finished_rerun_does_not_load_the_model(files, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "already complete" in result.output
     with pytest.raises(AssertionError, match="already complete"):  # a different run still needs the model
         restore_cli(files, tmp_path / "out", "--task", "colorize", "--seed", 5)
+
+
+def test_the_ui_manipulations_are_shown_as_the_restoration(tmp_path):
+    from ganprior.ui.handlers import Studio
+    from ganprior.ui.inputs import editor_value
+    from test_methods import tiny_prior
+
+    studio = Studio(tiny_prior(c_dim=3, discriminator=True), "tiny", tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    final = list(studio.run("s", editor_value(image), ["colorize"], 4, "wplus", "fast", 1, 0, 1, image))[-1]
+    images, status = studio.manipulate("jitter", final["state"], n=2, std=0.0, seed=0)
+    assert images[0].shape == final["result"].shape, status  # the photo, displayed like the result
+    assert np.abs(images[0].astype(int) - final["result"].astype(int)).max() <= 3

@@ -211,6 +211,7 @@ class Studio:
 
         result, notes = job.result
         directory = save_run(result, self.root, mask, reference)
+        result.run_dir = directory  # the manipulations show their images as this run's (ui.manipulate)
         scores = score_run(directory)
         archive = zip_run(directory)
         observed = result.observation.detach().cpu()  # what the method saw: grey for colorize, holes for inpaint

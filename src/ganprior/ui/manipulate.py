@@ -1,8 +1,13 @@
 """DGP's manipulations on the finished restoration shown in the page: jitter, morph towards a second
-image (reconstructed here with the same method and step cap) and category transfer."""
+image (reconstructed here with the same method and step cap) and category transfer.
+
+Like the command line's (``cli.jitter.PhotoMapping``), they are shown as the restoration was: at the
+photo's size and fused with its observation (from the run folder the page saved), not as generator tiles.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,10 +23,21 @@ def _reconstruction(result: Any) -> Reconstruction:
     return Reconstruction.from_result(result)
 
 
+def _as_restored(prior: Any, result: Any, images: torch.Tensor, fused: bool = True) -> torch.Tensor:
+    """Generator images shown as the restoration was (its run folder), or as they are without one."""
+    run_dir = getattr(result, "run_dir", None)
+    if run_dir is None:
+        return images
+    from ganprior.cli.jitter import PhotoMapping
+
+    return PhotoMapping(run_dir, prior)(images, fused=fused)
+
+
 def jitter_images(prior: Any, result: Any, n: int, std: float, seed: int) -> torch.Tensor:
     """``n`` natural variants of the restoration at perturbation size ``std``."""
     try:
-        return jitter(prior, _reconstruction(result), n=int(n), stds=(float(std),), seed=int(seed))
+        return _as_restored(prior, result, jitter(prior, _reconstruction(result), n=int(n), stds=(float(std),),
+                                                  seed=int(seed)))
     except ManipulationError as exc:
         raise UIInputError(str(exc)) from None
 
@@ -38,7 +54,9 @@ def morph_images(prior: Any, result: Any, other: np.ndarray | None, frames: int,
     second = restore(from_uint8(other), task="reconstruct", method=method, model=prior, seed=int(seed),
                      steps=steps, progress=False)
     try:
-        return morph(prior, a, Reconstruction.from_result(second), frames=int(frames))
+        order = {"order": "a-to-b"} if "order" in inspect.signature(morph).parameters else {}
+        tiles = morph(prior, a, Reconstruction.from_result(second), frames=int(frames), **order)
+        return _as_restored(prior, result, tiles, fused=False)  # (the frames leave A's observation)
     except ManipulationError as exc:
         raise UIInputError(str(exc)) from None
 
@@ -46,6 +64,6 @@ def morph_images(prior: Any, result: Any, other: np.ndarray | None, frames: int,
 def transfer_images(prior: Any, result: Any, classes: Sequence[int]) -> torch.Tensor:
     """The restoration rendered under each of ``classes``."""
     try:
-        return transfer(prior, _reconstruction(result), [int(k) for k in classes])
+        return _as_restored(prior, result, transfer(prior, _reconstruction(result), [int(k) for k in classes]))
     except ManipulationError as exc:
         raise UIInputError(str(exc)) from None
