@@ -235,6 +235,7 @@ def pti_batch(method: PTI, prior: GenerativePrior, runs: Sequence[RunStart], see
     stage = StackedStage("projection", o["projection_steps"], stylegan_lr_ramp(o["projection_lr"]),
                          lambda latent: broadcast_ws(latent, prior.num_ws))
     pivots = _optimize_stacked(prior, runs, c, init, stage)
-    losses = [run.loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"]) for run in runs]
+    losses = [method.tuning_distance(prior, run.loss, run).with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
+              for run in runs]
     tuned = pivotal_tuning_batch(prior, pivots, c, losses, [run.recorder for run in runs], seeds, **tuning_options(o))
     return tuned_results(method, prior, pivots, runs, tuned)
