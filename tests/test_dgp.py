@@ -163,7 +163,7 @@ def test_non_finite_loss_stops_and_keeps_the_best_state(prior, clean):
 
 def test_early_stop_mse_is_the_defence_mode(prior, clean):
     noisy = (clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)
-    method = DGP(table="fast", select_num=4, early_stop_mse=10.0)  # met at once
+    method = DGP(table="fast", select_num=4, early_stop_mse=10.0, early_stop_ends="run")  # met at once
     result = method.run(prior, parse_task("reconstruct"), noisy, class_index=None, progress=False)
     assert result.extras["schedule"] == "defence"
     assert result.extras["early_stop"]["stage"] == 1 and result.extras["early_stop"]["step"] == 0

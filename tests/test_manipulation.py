@@ -55,7 +55,7 @@ def recs(prior):
 def test_morph_endpoints_reproduce_both_reconstructions(prior, recs):
     (a, result_a, _), (b, result_b, _) = recs
     assert "G.shared.weight" in a.generator_delta  # the embedding table was tuned and is interpolated too
-    frames = morph(prior, a, b, frames=5)
+    frames = morph(prior, a, b, frames=5, order="a-to-b")  # DGP's own order starts at B
     assert frames.shape == (5, 3, R, R)
     assert (frames[0] - result_a.image[0]).abs().max() < 1e-4
     assert (frames[-1] - result_b.image[0]).abs().max() < 1e-4
@@ -92,7 +92,7 @@ def test_category_transfer_changes_the_class_embedding_only(prior, recs):
         transfer(prior, a, [10])
     in_rec = Reconstruction(a.latent, a.class_index, a.generator_delta, instance_norm=True)
     with pytest.raises(ManipulationError, match="BN->IN"):
-        transfer(prior, in_rec, [1])
+        transfer(prior, in_rec, [1], own_norm=True)  # DGP itself renders IN reconstructions with BN
 
 
 def test_run_directory_round_trip(prior, recs, tmp_path):
@@ -140,7 +140,7 @@ def fake_inversion(prior, seed: int, cls: int | None) -> Reconstruction:
 def test_stylegan2_inversions_morph_jitter_and_transfer():
     sg2 = tiny_stylegan2()
     a, b = fake_inversion(sg2, 1, 0), fake_inversion(sg2, 2, 2)
-    frames = morph(sg2, a, b, frames=3)
+    frames = morph(sg2, a, b, frames=3, order="a-to-b")
     assert (frames[0] - render(sg2, a)[0]).abs().max() < 1e-5
     assert (frames[-1] - render(sg2, b)[0]).abs().max() < 1e-5
     variants = jitter(sg2, a, n=3, stds=(0.5,))
@@ -168,7 +168,7 @@ def test_stylegan_xl_category_transfer_moves_between_class_centres(official_dir)
         expected = xl.synthesis(xl.w_avg(xl.class_matrix(target, 1))[:, None].expand(1, xl.num_ws, -1)).clamp(-1, 1)
     assert (moved - expected).abs().max() < 1e-4
     other = Reconstruction(centre + 0.3, source)
-    frames = morph(xl, rec, other, frames=3)
+    frames = morph(xl, rec, other, frames=3, order="a-to-b")
     assert (frames[0] - render(xl, rec)[0]).abs().max() < 1e-5
     assert (frames[-1] - render(xl, other)[0]).abs().max() < 1e-5
 

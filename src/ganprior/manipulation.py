@@ -9,11 +9,16 @@ three operations work on all of them:
   ``z + σε``, DGP's rule; StyleGAN: ``w + σ(mapping(ε) − w_avg)``, a step along a random *natural*
   direction of W, since W itself is not Gaussian);
 * :func:`morph`: interpolate both latents and both tuned generators (every state-dict tensor,
-  ``θ0 + (1−λ)δ_A + λδ_B``, as DGP does) and, for BigGAN, the two class-embedding vectors;
-  λ = 0 reproduces A and λ = 1 reproduces B;
+  ``θ0 + (1−λ)δ_A + λδ_B``, as DGP does) and, for BigGAN, the two class-embedding vectors; in
+  DGP's order (example.py:85-96: frame ``i`` weighs A by ``i/10``, so the first frame is B) unless
+  ``order='a-to-b'``;
 * :func:`transfer`: re-render under other classes. BigGAN: same z and tuned G, another class
   embedding. StyleGAN: W moves by the difference of the class centres (XL's per-class ``w_avg``;
   for conditional StyleGAN2 the mean mapped latent of each class).
+
+DGP renders every manipulation with batch norm, even when the reconstruction's stages used its BN->IN
+swap (``G(z, y)`` without ``use_in``: models/dgp.py:391, example.py:64, 95); so do these functions unless
+``own_norm=True`` asks for the reconstruction's own mode.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ganprior.methods.dgp import set_instance_norm, tunable_copy
 from ganprior.models.prior import GenerativePrior
 
 CLASS_CENTER_SAMPLES = 2000
+#: frame orders of :func:`morph`: DGP's (B first) or A first
+MORPH_ORDERS = ("official", "a-to-b")
 
 
 class ManipulationError(ValueError):
@@ -88,15 +95,16 @@ def _check(prior: GenerativePrior, rec: Reconstruction) -> None:
         raise ManipulationError(f"this {prior.family} model is class-conditional; the reconstruction has no class")
 
 
-def tuned_prior(prior: GenerativePrior, rec: Reconstruction) -> GenerativePrior:
-    """A copy of ``prior`` with the reconstruction's delta added (the discriminator is shared)."""
+def tuned_prior(prior: GenerativePrior, rec: Reconstruction, own_norm: bool = True) -> GenerativePrior:
+    """A copy of ``prior`` with the reconstruction's delta added (the discriminator is shared), rendering in
+    the reconstruction's norm mode, or with batch norm (DGP's manipulations) when not ``own_norm``."""
     _check(prior, rec)
     tuned = tunable_copy(prior, frozen=True)
     state = tuned.state_dict()
     with torch.no_grad():
         for key, value in rec.generator_delta.items():
             state[key].add_(value.to(state[key]))
-    set_instance_norm(tuned, rec.instance_norm, initialized=True)
+    set_instance_norm(tuned, rec.instance_norm and own_norm, initialized=True)
     return tuned
 
 
@@ -118,11 +126,11 @@ def render(prior: GenerativePrior, rec: Reconstruction) -> torch.Tensor:
 
 @torch.no_grad()
 def jitter(prior: GenerativePrior, rec: Reconstruction, n: int = 30, stds: Sequence[float] = (0.3, 0.5, 0.7),
-           seed: int = 0, chunk: int = 8) -> torch.Tensor:
+           seed: int = 0, chunk: int = 8, own_norm: bool = False) -> torch.Tensor:
     """``n`` variants per σ in ``stds`` (DGP: 30 each at 0.3/0.5/0.7), ``[len(stds)·n, C, R, R]``, σ-major."""
     if n < 1 or not stds or any(s < 0 for s in stds):
         raise ManipulationError(f"jitter needs n >= 1 and non-negative stds, got n={n}, stds={list(stds)}")
-    tuned = tuned_prior(prior, rec)
+    tuned = tuned_prior(prior, rec, own_norm)
     g = torch.Generator().manual_seed(seed)
     latent = rec.latent.to(prior.device)
     c = _classes(prior, rec.class_index, n)
@@ -147,16 +155,20 @@ def _class_embedding(prior: GenerativePrior, rec: Reconstruction) -> torch.Tenso
 
 
 @torch.no_grad()
-def morph(prior: GenerativePrior, a: Reconstruction, b: Reconstruction, frames: int = 11) -> torch.Tensor:
-    """``frames`` images at λ = 0, 1/(frames−1), ..., 1 between A (λ = 0) and B (λ = 1)."""
+def morph(prior: GenerativePrior, a: Reconstruction, b: Reconstruction, frames: int = 11, order: str = "official",
+          own_norm: bool = False) -> torch.Tensor:
+    """``frames`` images between A (λ = 0) and B (λ = 1): λ = 1, ..., 1/(frames−1), 0 in DGP's order
+    (``official``: its frame ``i`` weighs A by ``i/(frames−1)``), λ = 0, ..., 1 with ``order='a-to-b'``."""
     if frames < 2:
         raise ManipulationError(f"morphing needs at least 2 frames, got {frames}")
+    if order not in MORPH_ORDERS:
+        raise ManipulationError(f"morph order must be one of {', '.join(MORPH_ORDERS)}, got {order!r}")
     _check(prior, a)
     _check(prior, b)
-    if a.instance_norm != b.instance_norm:
+    if own_norm and a.instance_norm != b.instance_norm:
         raise ManipulationError("cannot morph a BN reconstruction into an IN one (DGP's BN->IN swap differs)")
     work = tunable_copy(prior, frozen=True)
-    set_instance_norm(work, a.instance_norm, initialized=True)
+    set_instance_norm(work, a.instance_norm and own_norm, initialized=True)
     state, original = work.state_dict(), prior.state_dict()
     keys = sorted(set(a.generator_delta) | set(b.generator_delta))
     delta_a = {k: a.generator_delta[k].to(original[k]) for k in keys if k in a.generator_delta}
@@ -167,7 +179,7 @@ def morph(prior: GenerativePrior, a: Reconstruction, b: Reconstruction, frames: 
         ea, eb = _class_embedding(prior, a), _class_embedding(prior, b)
     out = []
     for i in range(frames):
-        lam = i / (frames - 1)
+        lam = i / (frames - 1) if order == "a-to-b" else 1 - i / (frames - 1)
         for k in keys:
             mixed = original[k].clone()
             if k in delta_a:
@@ -195,7 +207,8 @@ def class_center(prior: GenerativePrior, class_index: int, seed: int = 0) -> tor
 
 
 @torch.no_grad()
-def transfer(prior: GenerativePrior, rec: Reconstruction, classes: Sequence[int], chunk: int = 8) -> torch.Tensor:
+def transfer(prior: GenerativePrior, rec: Reconstruction, classes: Sequence[int], chunk: int = 8,
+             own_norm: bool = False) -> torch.Tensor:
     """The reconstruction re-rendered under each of ``classes`` ``[len(classes), C, R, R]``."""
     if not prior.c_dim:
         raise ManipulationError(f"category transfer needs a class-conditional model; this {prior.family} "
@@ -204,13 +217,13 @@ def transfer(prior: GenerativePrior, rec: Reconstruction, classes: Sequence[int]
     if not classes:
         raise ManipulationError("give at least one target class")
     c = prior.class_matrix(torch.tensor(classes), len(classes))  # validates the indices
-    tuned = tuned_prior(prior, rec)
+    tuned = tuned_prior(prior, rec, own_norm)
     latent = rec.latent.to(prior.device)
     if prior.has_mapping:
         source = class_center(prior, int(rec.class_index))
         ws = torch.cat([latent + (class_center(prior, k) - source)[:, None] for k in classes])
     else:
-        if rec.instance_norm:
+        if rec.instance_norm and own_norm:
             raise ManipulationError("this reconstruction used DGP's BN->IN swap, under which the class embedding "
                                     "has no effect; reconstruct with the manipulation schedule (no IN) for "
                                     "category transfer")
@@ -269,19 +282,23 @@ def reconstruction_from(
     steps: int | None = None,
     preset: str = "official",
     progress: bool = True,
+    update_embed: bool = False,
 ) -> tuple[Reconstruction, Any]:
     """A finished run directory (any method), or an image reconstructed here with DGP.
 
     Images of the clean kind (``task='reconstruct'``) use DGP's manipulation schedule (paper Table 11:
     D loss only, no BN->IN swap, so the class keeps its effect); degraded ones use their task's schedule.
-    Returns ``(reconstruction, RestorationResult or None)``.
+    ``update_embed``: also tune the class embedding, as DGP's morphing script does (run_morphing.sh:24;
+    jitter and category transfer leave it fixed). Returns ``(reconstruction, RestorationResult or None)``.
     """
     path = Path(source)
     if path.is_dir():
         return Reconstruction.load(path), None
     from ganprior.api import restore
 
-    options = {"schedule": "manipulation"} if task in ("reconstruct", "", "none", "identity") else {}
+    options: dict[str, Any] = {"schedule": "manipulation"} if task in ("reconstruct", "", "none", "identity") else {}
+    if update_embed:
+        options["update_embed"] = True
     result = restore(path, task=task, method="dgp", model=prior, class_index=class_index, seed=seed, steps=steps,
                      preset=preset, progress=progress, options=options)
     return Reconstruction.from_result(result), result

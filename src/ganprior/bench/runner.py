@@ -76,6 +76,10 @@ class BenchConfig:
     fid_reference: str | None = None
     use_labels: bool = True
     sheet_rows: int = 16
+    #: DGP only: carry Adam's state from one image to the next within a (column, task), as DGP's dataset
+    #: driver does (trainer.py:94-99). Off by default: a score would depend on the order of the images and on
+    #: which cells were already stored
+    carry_adam_state: bool = False
     #: per-method option overrides passed to ``restore(options=...)``
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per-task overrides on top of those: task name -> method -> options (e.g. DGP's per-stage lists,
@@ -156,8 +160,10 @@ def make_degraded(spec: TaskSpec, clean: torch.Tensor, seed: int) -> Degraded:
     from ganprior.degradations import Inpainting, parse_task
 
     size = tuple(clean.shape[-2:])
+    # colorize_fusion 'lab-luma': a perfect restoration scores ~140 dB as with DGP's ground-truth L*
+    # (models/dgp.py:327-334); the blind 'lab' fusion capped it at 23.8-54.8 dB (issue 22, item 11)
     degradation = parse_task(spec.task, mask=spec.mask, image_size=size, seed=seed, sr_kernel=spec.sr_kernel,
-                             mask_hole_value=spec.mask_hole_value)
+                             mask_hole_value=spec.mask_hole_value, colorize_fusion="lab-luma")
     with torch.no_grad():
         observation = degradation.degrade(clean, generator=torch.Generator().manual_seed(seed))
     masks = [op.mask for op in degradation.ops if isinstance(op, Inpainting)]
@@ -202,6 +208,8 @@ def restore_arguments(cell: Cell, spec: TaskSpec, degraded: Degraded, prior, con
     perceptual = config.perceptual if "perceptual" in get_method_class(method).defaults else None
     # Inpainting goes as a task string so restore() can fit the mask; otherwise the exact operator.
     task = spec.task if degraded.mask is not None else degraded.degradation
+    if config.carry_adam_state and method == "dgp":
+        options = {**options, "adam_carry": f"bench:{config.out}:{cell.column}:{spec.name}"}
     return dict(image=degraded.observation, value_range=(-1.0, 1.0), task=task, method=method, model=prior,
                 mask=degraded.mask, class_index=class_index, seed=seed, steps=config.steps, preset=config.preset,
                 perceptual=perceptual, progress=False, options=options)

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ganprior.classify.choice import ClassCandidates
+from ganprior.degradations import SuperResolution
 from ganprior.methods.base import Method, Result, RunRecorder, StepCallback, frozen, register_method
 from ganprior.methods.centroids import render_chunk
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
@@ -44,27 +45,43 @@ ADAM_BETAS = (0.0, 0.999)
 ADAM_EPS = 1e-8
 
 
+#: Adam states carried from one image to the next, by the ``adam_carry`` option's key (see :class:`DGP`)
+ADAM_CARRY: dict[str, dict] = {}
+
+
 class DGPError(ValueError):
     """DGP cannot run with this model or these options (no discriminator, IN on a non-BigGAN, ...)."""
 
 
 # ----- loss ----------------------------------------------------------------------------------------
+#: where the MSE is measured: ``generator`` = after bilinear upsampling to the generator's resolution, as
+#: DGP's ``pre_process`` does before ``self.mse`` (models/dgp.py:241-258, 153); ``observation`` = the
+#: observation's own (low) resolution
+MSE_AT = ("generator", "observation")
+
+
 class DGPLoss:
     """Discriminator-feature L1 (Eq. 3) and MSE between the degraded generator output and the observation.
 
     Both images go through the same operator ``degradation`` (decision 7) and are multiplied by ``weight``
     (0 = padding / never observed, e.g. inpainting holes, as DGP's mask zeroes both). The discriminator
     sees them at the generator resolution: smaller observations (SR) are bilinearly upsampled first, as
-    DGP compares images. The MSE is measured in observation space, normalised by the observed area.
+    DGP compares images. The MSE is measured where ``mse_at`` says (official: at the generator resolution)
+    and is a mean over every pixel, holes included (``torch.nn.MSELoss``, models/dgp.py:153), unless
+    ``observed_area`` divides it by the observed fraction (the project's old choice, decision 9).
     """
 
     def __init__(self, prior: GenerativePrior, degradation: nn.Module, observation: torch.Tensor,
-                 weight: torch.Tensor | None = None, stand_in: PerceptualDistance | None = None) -> None:
+                 weight: torch.Tensor | None = None, stand_in: PerceptualDistance | None = None,
+                 mse_at: str = "generator", observed_area: bool = False) -> None:
         """``stand_in``: for a model without a discriminator (StyleGAN-XL), the perceptual distance that
         takes the place of the feature term (``d_features`` then holds that distance)."""
+        if mse_at not in MSE_AT:
+            raise DGPError(f"mse_at must be one of {', '.join(MSE_AT)}, got {mse_at!r}")
         self.prior, self.degradation, self.weight, self.stand_in = prior, degradation, weight, stand_in
+        self.mse_at = mse_at
         self.target = self._masked(observation)
-        self._area = 1.0 if weight is None else float(weight.mean().clamp_min(1e-8))
+        self._area = 1.0 if weight is None or not observed_area else float(weight.mean().clamp_min(1e-8))
         self.target_features = []
         if stand_in is None:
             with torch.no_grad():
@@ -80,10 +97,19 @@ class DGPLoss:
             img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
         return img
 
-    def terms(self, img: torch.Tensor, d_features: int | None = None, with_d: bool = True) -> dict[str, torch.Tensor]:
-        """Per-sample ``{'d_features': [N], 'mse': [N]}`` for generator images ``img`` ``[N, 3, R, R]``."""
-        degraded = self._masked(self.degradation(img))
-        out = {"mse": (degraded - self.target).square().flatten(1).mean(1) / self._area}
+    def terms(self, img: torch.Tensor, d_features: int | None = None, with_d: bool = True,
+              observation_path: bool = False) -> dict[str, torch.Tensor]:
+        """Per-sample ``{'d_features': [N], 'mse': [N]}`` for generator images ``img`` ``[N, 3, R, R]``.
+
+        ``observation_path``: degrade ``img`` the way the observation was made (DGP's ``select_z`` calls
+        ``pre_process(x)`` with ``target=True``, models/dgp.py:229, i.e. the PIL Lanczos path for SR) instead
+        of the differentiable operator; for scoring candidates only."""
+        degraded = self._masked(observe(self.degradation, img) if observation_path else self.degradation(img))
+        if self.mse_at == "generator" and tuple(degraded.shape[-2:]) != tuple(img.shape[-2:]):
+            diff = self._d_input(degraded) - self._d_input(self.target)
+        else:
+            diff = degraded - self.target
+        out = {"mse": diff.square().flatten(1).mean(1) / self._area}
         if with_d and self.stand_in is not None:
             real = self._d_input(self.target).expand(img.shape[0], -1, -1, -1)
             out["d_features"] = self.stand_in(self._d_input(degraded), real)
@@ -93,6 +119,16 @@ class DGPLoss:
             out["d_features"] = sum((f - t).abs().flatten(1).mean(1)
                                     for f, t in zip(fake[-k:], self.target_features[-k:]))
         return out
+
+
+def observe(degradation: nn.Module, img: torch.Tensor) -> torch.Tensor:
+    """``img`` through ``degradation`` with DGP's non-differentiable observation path where an operator has
+    one (``SuperResolution('dgp-lanczos2').degrade``: uint8, PIL Lanczos-3), the operator itself elsewhere
+    (never a random draw: noise and JPEG operators are applied as their deterministic model)."""
+    ops = getattr(degradation, "ops", [degradation])
+    for op in ops:
+        img = op.degrade(img) if isinstance(op, SuperResolution) and op.kernel == "dgp-lanczos2" else op(img)
+    return img
 
 
 # ----- 1. latent (and class) selection --------------------------------------------------------------
@@ -107,21 +143,24 @@ class Selection:
 
 @torch.no_grad()
 def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | ClassCandidates | None, n: int,
-                  std: float, d_features: int | None = 3, chunk: int = 8, seed: int = 0) -> Selection:
+                  std: float, d_features: int | None = 3, chunk: int = 8, seed: int = 0,
+                  observation_path: bool = True) -> Selection:
     """Best of ``n`` candidates ``mapping(std·ε, c)`` under the feature distance (last ``d_features``).
 
     All draws come from one CPU generator seeded with ``seed`` (z first, then the classes), so the
     result does not depend on ``chunk`` or the device. ``n = 0`` starts at the mean latent. Without a
     class, candidates' classes are uniform over all classes; with :class:`ClassCandidates` (a
-    classifier's top-K) they are drawn from its weights.
+    classifier's top-K) they are drawn from its weights. ``observation_path``: candidates are degraded as
+    the observation was (DGP's ``select_z``), not by the loss operator.
     """
-    return select_latents(prior, [loss], [class_index], n, std, d_features, chunk, [seed])[0]
+    return select_latents(prior, [loss], [class_index], n, std, d_features, chunk, [seed], observation_path)[0]
 
 
 @torch.no_grad()
 def select_latents(prior: GenerativePrior, losses: Sequence[DGPLoss],
                    class_indices: Sequence[int | ClassCandidates | None], n: int, std: float,
-                   d_features: int | None = 3, chunk: int = 8, seeds: Sequence[int] = (0,)) -> list[Selection]:
+                   d_features: int | None = 3, chunk: int = 8, seeds: Sequence[int] = (0,),
+                   observation_path: bool = True, progress: bool = False) -> list[Selection]:
     """:func:`select_latent` for several images at once: each draws its own candidates (its own seed and
     class), the candidates of all images are rendered together, ``chunk`` per image at a time within the
     pixel budget (:func:`~ganprior.methods.centroids.render_chunk`), and each image scores its own
@@ -132,13 +171,17 @@ def select_latents(prior: GenerativePrior, losses: Sequence[DGPLoss],
     per_image = len(draws[0][0])
     scores: list[list[torch.Tensor]] = [[] for _ in draws]
     step = render_chunk(chunk * len(draws), prior.resolution)
+    bar = tqdm(total=len(z), desc="dgp selection", unit="candidate", disable=not progress, leave=False)
     for start in range(0, len(z), step):
         zz, cls = z[start:start + step].to(prior.device), classes[start:start + step]
         c = prior.class_matrix(cls, len(zz)) if conditional else torch.zeros(len(zz), 0, device=prior.device)
         img = prior.synthesis(prior.mapping(zz, c), c)
         for k in range(start // per_image, (start + len(zz) - 1) // per_image + 1):  # the images in this chunk
             rows = slice(max(k * per_image - start, 0), min((k + 1) * per_image - start, len(zz)))
-            scores[k].append(losses[k].terms(img[rows], d_features)["d_features"].float().cpu())
+            scores[k].append(losses[k].terms(img[rows], d_features, observation_path=observation_path)
+                             ["d_features"].float().cpu())
+        bar.update(len(zz))
+    bar.close()
     selections = []
     for (zk, classes_k, sampled), scores_k in zip(draws, scores):
         scores_t = torch.cat(scores_k)
@@ -227,22 +270,31 @@ def set_instance_norm(prior: GenerativePrior, enabled: bool, initialized: bool =
 class _Outcome:
     latent: torch.Tensor
     early_stop: dict[str, Any] | None
+    adam_state: dict | None = None
 
 
 def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, loss: DGPLoss, stages: list[Stage],
               recorder: RunRecorder, latent_weight: float, update_embed: bool = False,
-              frozen_adam_state: bool = False, early_stop_mse: float = 0.0,
-              groups: list[list[nn.Parameter]] | None = None) -> _Outcome:
+              frozen_adam_state: bool = True, early_stop_mse: float = 0.0,
+              groups: list[list[nn.Parameter]] | None = None, early_stop_ends: str = "stage",
+              final_update: bool = False, adam_state: dict | None = None) -> _Outcome:
     """Run the stages on ``tuned`` (modified in place) from ``latent``; returns the final latent.
 
     One Adam for the whole image (fresh per image, decision 1) with one param group per generator group;
     groups outside a stage get lr 0. With ``frozen_adam_state`` they still receive gradients, so Adam's
     second moments accumulate as in the official code (decision 2); otherwise they get no gradient.
     Either way their values stay bit-identical. A non-finite loss stops the run and restores the best
-    state of the current stage, as does a stop asked by the recorder's step callback; the MSE early stop
-    (``[-1, 1]`` scale) ends the whole run (decision 10).
+    state of the current stage, as does a stop asked by the recorder's step callback. The MSE early stop
+    (``[-1, 1]`` scale, checked on the step's pre-update MSE) ends the current stage after that step's
+    update, as DGP's ``break`` does (models/dgp.py:211-214), or the whole run (``early_stop_ends='run'``,
+    no update). DGP saves the image of the last forward pass, one update before its final parameters
+    (models/dgp.py:218-220): unless ``final_update``, that last update is skipped, so the returned state
+    renders exactly the official image. ``adam_state``: an optimiser state from an earlier image's
+    :attr:`_Outcome.adam_state` (DGP's dataset driver keeps one Adam for the whole list, trainer.py:94-99).
     ``groups`` defaults to :func:`parameter_groups` of ``tuned``, read before anything is frozen.
     """
+    if early_stop_ends not in ("stage", "run"):
+        raise DGPError(f"early_stop_ends must be 'stage' or 'run', got {early_stop_ends!r}")
     if groups is None:
         groups = parameter_groups(tuned, update_embed)  # before freezing: keeps the IN affine params out
     freeze_generator(tuned)
@@ -251,7 +303,10 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     optimizer = torch.optim.Adam([{"params": [latent], "depth": None}]
                                  + [{"params": g, "depth": i} for i, g in enumerate(groups) if g],
                                  lr=0.0, betas=ADAM_BETAS, eps=ADAM_EPS)
+    if adam_state is not None:
+        optimizer.load_state_dict(adam_state)  # restores the moments; every lr is set per stage below
     total = sum(s.iterations for s in stages)
+    remaining = total
     bar = tqdm(total=total, desc="dgp", disable=not recorder.progress, leave=False)
     step_no, early = 0, None
     if hasattr(tuned, "reset_instance_norm"):
@@ -301,19 +356,26 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
                         torch._foreach_copy_(live, best)
                     bar.close()
                     return _Outcome(latent.detach(), early)
-                if early_stop_mse > 0 and logged["mse"] < early_stop_mse:
-                    early = {"stage": s + 1, "step": i, "mse": logged["mse"], "threshold": early_stop_mse}
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                total_loss.backward()
-                optimizer.step()
+                stop = early_stop_mse > 0 and logged["mse"] < early_stop_mse
+                if stop:
+                    early = early or {"stage": s + 1, "step": i, "mse": logged["mse"], "threshold": early_stop_mse,
+                                      "ends": early_stop_ends, "stages": []}
+                    early["stages"].append(s + 1)
+                remaining = remaining - 1 if not stop else sum(st.iterations for st in stages[s + 1:])
+                ends_run = stop and early_stop_ends == "run"  # checked before the update: none is made
+                if not ends_run and (final_update or remaining > 0):
+                    optimizer.zero_grad(set_to_none=True)
+                    total_loss.backward()
+                    optimizer.step()
                 step_no += 1
                 bar.update(1)
                 bar.set_postfix(stage=s + 1, loss=f"{value:.4g}")
-        if early is not None:
+                if stop:
+                    break
+        if early is not None and early_stop_ends == "run":
             break
     bar.close()
-    return _Outcome(latent.detach(), early)
+    return _Outcome(latent.detach(), early, optimizer.state_dict())
 
 
 def _fit_to_family(prior: GenerativePrior, schedule: str, stages: list[Stage],
@@ -339,18 +401,29 @@ class DGP(Method):
 
     name = "dgp"
     defaults: dict[str, Any] = {
-        "table": "paper",  # paper | code | fast  (set by --preset)
+        "table": "official",  # official (= code) | paper | fast  (set by --preset)
         "schedule": "reconstruct",  # set from the task; colorize | inpaint | sr-mse | sr-d | hybrid | ...
         **{name: None for name in STAGE_OPTIONS},  # per-stage lists overriding the schedule
         "max_stage_steps": 100_000,  # caps every stage's iterations (the CLI's --steps); see __init__
         "select_num": None,
+        "select_steps": 100_000,  # caps select_num (the CLI's --steps caps it like every stage); see __init__
         "select_std": None,
         "select_features": 3,  # last k D features for the selection (the code's choice, decision 6)
         "select_chunk": 8,
         "latent_weight": None,
         "update_embed": None,
-        "frozen_adam_state": None,  # None: True for the code table, False otherwise (decision 2)
+        # How the objective is computed; the defaults are the official code's (models/dgp.py, decisions 2, 6, 7, 9, 10)
+        "frozen_adam_state": True,  # frozen groups stay in Adam with lr 0 and get gradients (dgp.py:43-49)
+        "mse_at": "generator",  # SR: MSE after bilinear upsampling to the generator size | "observation"
+        "mse_observed_area": False,  # True: divide the MSE by the observed fraction (inpainting x1.12)
+        "select_observation_path": True,  # candidates degraded as the observation was (PIL Lanczos for SR)
+        "early_stop_ends": "stage",  # an MSE early stop ends the current stage (DGP's break) | "run"
+        "final_update": False,  # True: update after the last forward pass too (the image is then one step later)
         "early_stop_mse": 0.0,  # > 0 with the reconstruct schedule = adversarial-defence mode
+        # a key: start from (and leave) the Adam state stored under it in ADAM_CARRY, as DGP's dataset driver
+        # keeps one Adam for a whole image list (trainer.py:94-99, models/dgp.py:43-49, 94-100). Off (None) by
+        # default: a result would depend on which images ran before it, in which order (decision 1)
+        "adam_carry": None,
         "perceptual": None,  # only for models without a discriminator (XL): the distance in its place; None = auto
     }
 
@@ -359,6 +432,7 @@ class DGP(Method):
         # Report the effective cap (the longest stage), so generic "*_steps" bookkeeping (the API's
         # video-frame spacing) sees a real number of steps.
         self.options["max_stage_steps"] = max((st.iterations for st in self.plan()[1]), default=0)
+        self.options["select_steps"] = int(self.plan()[2]["select_num"])  # the effective number, as above
 
     def plan(self) -> tuple[str, list[Stage], dict[str, Any]]:
         """``(schedule name, stages, settings)`` after applying every option to the preset's table."""
@@ -390,8 +464,8 @@ class DGP(Method):
                 raise DGPError(f"stage iterations and tuned groups must be >= 0, got {st}")
         settings = {key: (o[key] if o[key] is not None else base[key])
                     for key in ("select_num", "select_std", "latent_weight", "update_embed")}
-        settings["frozen_adam_state"] = (o["table"] == "code") if o["frozen_adam_state"] is None \
-            else bool(o["frozen_adam_state"])
+        settings["select_num"] = min(int(settings["select_num"]), int(o["select_steps"]))
+        settings["frozen_adam_state"] = bool(o["frozen_adam_state"])
         return schedule, stages, settings
 
     def _stand_in(self, prior: GenerativePrior) -> PerceptualDistance:
@@ -427,7 +501,8 @@ class DGP(Method):
         torch.manual_seed(seed)
         recorder = RunRecorder(progress, frame_every, callback)
         with frozen(getattr(prior, "D", None), stand_in):
-            loss = DGPLoss(prior, degradation, observation, weight, stand_in)
+            loss = DGPLoss(prior, degradation, observation, weight, stand_in, self.options["mse_at"],
+                           bool(self.options["mse_observed_area"]))
         return DGPStart(schedule, stages, settings, notes, stand_in, recorder, loss, class_index, seed)
 
     def select(self, prior: GenerativePrior, starts: Sequence["DGPStart"]) -> list[Selection]:
@@ -438,7 +513,9 @@ class DGP(Method):
         with frozen(getattr(prior, "D", None), *[s.stand_in for s in starts]):
             selections = select_latents(prior, [s.loss for s in starts], [s.class_index for s in starts],
                                         int(settings["select_num"]), float(settings["select_std"]),
-                                        o["select_features"], int(o["select_chunk"]), [s.seed for s in starts])
+                                        o["select_features"], int(o["select_chunk"]), [s.seed for s in starts],
+                                        bool(o["select_observation_path"]),
+                                        progress=any(s.recorder.progress for s in starts))
         share = (time.perf_counter() - started) / len(starts)
         for s in starts:
             s.recorder.timings["selection"] = s.recorder.timings.get("selection", 0.0) + share
@@ -456,7 +533,11 @@ class DGP(Method):
             with torch.enable_grad():
                 outcome = fine_tune(tuned, sel.latent, c, loss, stages, recorder, float(settings["latent_weight"]),
                                     bool(settings["update_embed"]), settings["frozen_adam_state"],
-                                    float(self.options["early_stop_mse"]))
+                                    float(self.options["early_stop_mse"]), early_stop_ends=self.options["early_stop_ends"],
+                                    final_update=bool(self.options["final_update"]),
+                                    adam_state=ADAM_CARRY.get(self.options["adam_carry"]))
+            if self.options["adam_carry"] is not None:
+                ADAM_CARRY[str(self.options["adam_carry"])] = outcome.adam_state
             freeze_generator(tuned)
             with torch.no_grad():
                 image = tuned.synthesis(outcome.latent, c).clamp(-1, 1)

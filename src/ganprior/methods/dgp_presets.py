@@ -6,9 +6,15 @@ layer that takes the latent (BigGAN's ``G.linear``; StyleGAN2's 4x4 block), so t
 "blocks num. b" is ``tuned_groups = b + 1`` (decision 3 in ``docs/dgp_decisions.md``); ``None``
 tunes every group.
 
-Tables (``table`` option): ``paper`` (the appendix), ``code`` (the official scripts where they differ,
-``dgp_spec.md`` section 1.7) and ``fast`` (the paper's tables with a fifth of the iterations and 100
-candidates, for previews and tests).
+Tables (``table`` option):
+
+* ``official`` (the default): what the released 128 px scripts run, term by term
+  (``experiments/imagenet1k_128/{colorization,inpainting,SR/D_biased,SR/MSE_biased}/train.sh`` and, for the
+  manipulations, ``experiments/examples/run_{jitter,morphing,category_transfer}.sh`` at
+  XingangPan/deep-generative-prior@c503a56). ``code`` is an alias kept for old run files.
+* ``paper``: the appendix tables 6-11 where they print a value; where the paper is silent (per-block LR
+  decay, how many D features) the scripts' values.
+* ``fast``: ``official`` with a fifth of the iterations and 100 candidates, for previews and tests.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 from ganprior import names
 from ganprior.methods.presets import task_kinds
 
-TABLES = ("paper", "code", "fast")
+TABLES = ("official", "paper", "fast", "code")
+#: old name of ``official``
+ALIASES = {"code": "official"}
 SCHEDULES = names.DGP_SCHEDULES
 
 
@@ -89,21 +97,29 @@ _PAPER: dict[str, dict[str, Any]] = {
 _PAPER["hybrid"] = _PAPER["sr-d"]
 
 
+def _silent_in_paper() -> dict[str, dict[str, Any]]:
+    """What the paper does not print, from the scripts: colorization's per-block LR decay ``--lr_ratio
+    0.7 0.7 0.8 0.9 1`` and its 7 D features ``--ftr_num 7`` (colorization/train.sh:13-15); 8 elsewhere."""
+    p = _PAPER
+    out = {name: dict(stages=[replace(s, d_features=8) for s in v["stages"]]) for name, v in p.items()}
+    out["colorize"] = dict(stages=[replace(s, lr_ratio=r, d_features=7)
+                                   for s, r in zip(p["colorize"]["stages"], [0.7, 0.7, 0.8, 0.9, 1.0])])
+    return out
+
+
 def _code_overrides() -> dict[str, dict[str, Any]]:
-    """The official 128 px scripts where they differ from the paper (``dgp_spec.md`` 1.7, 1.8)."""
+    """The official scripts where they differ from the paper's tables (``dgp_spec.md`` 1.7, 1.8); sources:
+    inpainting/train.sh:12-24 (5 x 200, MSE 10 10 10 100 100, D 1 1 1 .1 .1), SR/MSE_biased/train.sh:16
+    (MSE 10 10 10 50 100), run_jitter.sh / run_morphing.sh / run_category_transfer.sh (all groups, z lr
+    1e-1 1e-2 2e-4, --w_nll 0.2)."""
     p = _PAPER
     return {
-        "colorize": dict(stages=[replace(s, lr_ratio=r, d_features=7)
-                                 for s, r in zip(p["colorize"]["stages"], [0.7, 0.7, 0.8, 0.9, 1.0])]),
         "inpaint": dict(stages=_stages(
             iterations=[200] * 5, tuned_groups=[6] * 5, d_weight=[1, 1, 1, 0.1, 0.1], mse_weight=[10, 10, 10, 100, 100],
             g_lr=[2e-4, 2e-4, 1e-4, 1e-4, 1e-5], z_lr=[1e-3, 1e-3, 1e-4, 1e-4, 1e-5], d_features=[8] * 5,
             instance_norm=[True] * 5)),
         "sr-mse": dict(stages=[replace(s, mse_weight=m, d_features=8)
                                for s, m in zip(p["sr-mse"]["stages"], [10, 10, 10, 50, 100])]),
-        "sr-d": dict(stages=[replace(s, d_features=8) for s in p["sr-d"]["stages"]]),
-        "hybrid": dict(stages=[replace(s, d_features=8) for s in p["hybrid"]["stages"]]),
-        "reconstruct": dict(stages=[replace(s, d_features=8) for s in p["reconstruct"]["stages"]]),
         "manipulation": dict(stages=[replace(s, tuned_groups=None, z_lr=z, d_features=8)
                                      for s, z in zip(p["manipulation"]["stages"], [1e-1, 1e-2, 2e-4])],
                              latent_weight=0.2),
@@ -127,13 +143,15 @@ def resolve_schedule(table: str, schedule: str) -> dict[str, Any]:
     """``{'stages': [...], 'select_std': ..., 'update_embed': ..., 'latent_weight': ...}`` for a table."""
     if table not in TABLES:
         raise ScheduleError(f"unknown DGP table {table!r}; choose one of {', '.join(TABLES)}")
+    table = ALIASES.get(table, table)
     if schedule not in SCHEDULES:
         raise ScheduleError(f"unknown DGP schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     values: dict[str, Any] = {"update_embed": False, "latent_weight": 0.02, "select_num": 500,
                               **_PAPER[schedule]}
-    if table == "code":
+    values.update(_silent_in_paper()[schedule])
+    if table != "paper":  # official, and fast = official shortened
         values.update(_code_overrides().get(schedule, {}))
-    elif table == "fast":
+    if table == "fast":
         values["stages"] = [replace(s, iterations=max(10, s.iterations // 5)) for s in values["stages"]]
         values["select_num"] = 100
     return values
