@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from ganprior.degradations import Blur, Colorization, Compose, Degradation, DegradationError, Denoising, Inpainting
-from ganprior.degradations.noise_blur_jpeg import blur_kernel
+from ganprior.degradations import (Blur, Colorization, Compose, Degradation, DegradationError, Denoising, Inpainting,
+                                   blur_kernel)
 
 from .operators import PADDINGS, FilterOperator, separable_factors
 
@@ -68,16 +68,17 @@ def noise_sigma(physics: Any) -> float | None:
         if sigma.numel() != 1:
             raise DeepinvMappingError(f"GaussianNoise with one sigma per sample ({sigma.tolist()}) has no single "
                                       "ganprior noise level; give one sigma")
-        return float(sigma[0])
+        return float(f"{float(sigma[0]):.7g}")  # deepinv keeps sigma in float32: 0.1 comes back as 0.100000001
     return None
 
 
-def _noise_step(physics: Any) -> list[Degradation]:
+def _noise_level(physics: Any, required: bool) -> float | None:
+    """The Gaussian noise level on ganprior's [-1, 1] scale (None: not Gaussian, refused if ``required``)."""
     sigma = noise_sigma(physics)
-    if sigma is None:
+    if sigma is None and required:
         raise DeepinvMappingError(f"noise model {type(physics.noise_model).__name__} has no ganprior counterpart "
                                   "(only GaussianNoise maps, to Denoising with 2*sigma)")
-    return [Denoising(2.0 * sigma)] if sigma > 0 else []
+    return None if sigma is None else 2.0 * sigma
 
 
 # ----- deepinv -> ganprior -----------------------------------------------------------------------
@@ -108,34 +109,38 @@ def _checked_filter(f: torch.Tensor, what: str) -> None:
         raise DeepinvMappingError(f"{what} filter is not separable; ganprior's projection needs a rank-one filter")
 
 
-def _as_ganprior_blur(f: torch.Tensor, padding: str) -> Blur | None:
+def _as_ganprior_blur(f: torch.Tensor, padding: str, noise: float | None) -> Blur | None:
     """ganprior's own Blur when ``f`` is exactly its Gaussian or box kernel with its reflect padding."""
     factors = separable_factors(f)
     if padding != "reflect" or factors is None or f.shape[0] != f.shape[1]:
         return None
     col, row = factors
     taps = col / col.sum()
-    if not torch.allclose(col / col.sum(), row / row.sum(), atol=1e-7):
+    if not torch.allclose(col / col.sum(), row / row.sum(), atol=1e-6):
         return None
     n = taps.numel()
-    if torch.allclose(taps, torch.full_like(taps, 1.0 / n), atol=1e-7):
-        candidate = ("box", float(n))
+    if torch.allclose(taps, torch.full_like(taps, 1.0 / n), atol=1e-6):
+        candidates = [("box", float(n))]
     else:
-        ratio = float(taps[n // 2 + 1] / taps[n // 2]) if n > 2 else 0.0  # exp(-1 / (2 sigma^2))
+        r = n // 2  # the outermost tap pins sigma best: t[c + r] / t[c] = exp(-r^2 / (2 sigma^2))
+        ratio = float(taps[n - 1] / taps[r]) if n > 2 else 0.0
         if n % 2 == 0 or not 0.0 < ratio < 1.0:
             return None
-        candidate = ("gaussian", math.sqrt(-0.5 / math.log(ratio)))
-    try:
-        kernel = blur_kernel(*candidate)
-    except DegradationError:
-        return None
-    if kernel.numel() != n or not torch.allclose(kernel, taps, atol=2e-7):
-        return None
-    return Blur(candidate[1], kind=candidate[0], fusion="project")  # type: ignore[arg-type]
+        sigma = math.sqrt(-r * r / (2 * math.log(ratio)))
+        candidates = [("gaussian", round(sigma, k)) for k in (3, 6)] + [("gaussian", sigma)]
+    for candidate in candidates:  # the roundest sigma whose taps are these (float32 filters: ~1e-7 off)
+        try:
+            kernel = blur_kernel(*candidate)
+        except DegradationError:
+            continue
+        if kernel.numel() == n and torch.allclose(kernel, taps, atol=1e-6):
+            return Blur(candidate[1], kind=candidate[0], fusion="project", noise_sigma=noise)  # type: ignore[arg-type]
+    return None
 
 
-def _one(physics: Any) -> list[Degradation]:
-    """The ganprior operators of one (non-composed) deepinv physics, without its noise."""
+def _one(physics: Any, noise: float | None) -> list[Degradation]:
+    """The ganprior operators of one (non-composed) deepinv physics, without its noise step; ``noise``
+    (ganprior's scale; None = unknown, estimated from the photo) is the level a blur's fusion works to."""
     dinv = require_deepinv()
     p = dinv.physics
     name = type(physics).__name__
@@ -164,9 +169,10 @@ def _one(physics: Any) -> list[Degradation]:
         if type(physics) is p.Downsampling:
             return [FilterOperator(f, int(physics.factor), _padding(physics, name), "downsampling")]
         if type(physics) is p.BlurFFT:
-            return [FilterOperator(f, 1, "circular", "blurfft", img_size=tuple(physics.img_size))]
+            return [FilterOperator(f, 1, "circular", "blurfft", img_size=tuple(physics.img_size),
+                                   noise_sigma=noise or 0.0)]
         padding = _padding(physics, name)
-        return [_as_ganprior_blur(f, padding) or FilterOperator(f, 1, padding, "blur")]
+        return [_as_ganprior_blur(f, padding, noise) or FilterOperator(f, 1, padding, "blur", noise_sigma=noise or 0.0)]
     if type(physics) is p.Denoising:
         return []
     raise DeepinvMappingError(f"deepinv {name} has no exact ganprior operator; GANPrior restores it through "
@@ -174,18 +180,22 @@ def _one(physics: Any) -> list[Degradation]:
 
 
 def from_deepinv(physics: Any, *, noise: bool = True) -> Compose:
-    """The ganprior degradation equal to a deepinv physics (see the module's table), noise included
-    as a final :class:`~ganprior.degradations.Denoising` step unless ``noise=False``."""
+    """The ganprior degradation equal to a deepinv physics (see the module's table), Gaussian noise included
+    as a final :class:`~ganprior.degradations.Denoising` step. ``noise=False`` leaves that step out (a
+    deepinv ``Denoising`` physics keeps it: it is its only operator) and accepts any noise model."""
     dinv = require_deepinv()
     if isinstance(physics, dinv.physics.StackedPhysics):
         raise DeepinvMappingError("stacked physics (several measurements of one image) have no ganprior operator")
     parts = list(physics.physics_list) if isinstance(physics, dinv.physics.forward.ComposedPhysics) else [physics]
+    level = _noise_level(physics, required=noise)
     ops: list[Degradation] = []
     for part in parts:
         if isinstance(part, (dinv.physics.forward.ComposedPhysics, dinv.physics.StackedPhysics)):
             raise DeepinvMappingError(f"nested {type(part).__name__} has no ganprior operator")
-        ops += _one(part)
-    return Compose(ops + (_noise_step(physics) if noise else []))
+        ops += _one(part, level)
+    if level and (noise or not ops):
+        ops.append(Denoising(level))
+    return Compose(ops)
 
 
 # ----- ganprior -> deepinv -----------------------------------------------------------------------
@@ -221,6 +231,8 @@ def to_deepinv(degradation: Degradation) -> Any:
     ops = list(getattr(degradation, "ops", [degradation]))
     sigma = 0.0
     if ops and isinstance(ops[-1], Denoising):
+        if ops[-1].sigma is None:
+            raise DeepinvMappingError("a Denoising step with an estimated sigma has no deepinv noise model; give sigma")
         sigma = ops.pop().sigma / 2.0
     if any(isinstance(op, Denoising) for op in ops):
         raise DeepinvMappingError("deepinv adds noise after the last operator only; put Denoising last")

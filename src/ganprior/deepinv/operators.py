@@ -8,9 +8,11 @@ renormalised at the border, output centred between input pixels) and its :class:
 only has Gaussian/box taps with reflect padding, so neither equals deepinv's operators; this one does.
 
 A separable filter (``h = col ⊗ row``, every deepinv named filter) makes the operator
-``R · x · Cᵀ`` per channel, so the fusion is ganprior's range–null-space projection with the exact
-pseudo-inverse (:class:`~ganprior.degradations.projection.SeparablePseudoInverse`), as for its own SR
-and blur. Non-separable filters are not handled here (``ganprior.deepinv`` then takes the generic path).
+``R · x · Cᵀ`` per channel, so the fusion is ganprior's own, on the same matrices
+(:class:`~ganprior.degradations.projection.SeparablePseudoInverse`): the range–null-space projection
+for downsampling, as its SR; the noise-aware Tikhonov fusion for a blur (stride 1), as its Blur, at the
+given noise level (floored at 8-bit quantisation). Non-separable filters are not handled here
+(``ganprior.deepinv`` then takes the generic path).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from ganprior.degradations.base import Degradation, DegradationError, Size, check_image
+from ganprior.degradations.noise import QUANTISATION_SIGMA
 from ganprior.degradations.projection import ProjectionCache
 
 PADDINGS = ("circular", "reflect", "replicate")
@@ -64,13 +67,15 @@ class FilterOperator(Degradation):
 
     ``factor`` is the subsampling step (1 for a blur), ``padding`` one of :data:`PADDINGS`; ``kind``
     and ``label`` only say which deepinv class and named filter it came from (names, ``to_deepinv``);
-    ``img_size`` (C, H, W) is kept for ``BlurFFT``, which deepinv builds for one size.
+    ``img_size`` (C, H, W) is kept for ``BlurFFT``, which deepinv builds for one size; ``noise_sigma`` (on
+    ganprior's [-1, 1] scale) sets a blur's fusion.
     The filter must sum to 1, so the operator maps constants to constants and is the same linear map on
     deepinv's [0, 1] images and ganprior's [-1, 1] ones.
     """
 
     def __init__(self, filter2d: torch.Tensor, factor: int = 1, padding: str = "circular", kind: str = "downsampling",
-                 label: str = "filter", fusion: str = "project", img_size: tuple[int, ...] | None = None) -> None:
+                 label: str = "filter", fusion: str = "project", img_size: tuple[int, ...] | None = None,
+                 noise_sigma: float = 0.0) -> None:
         super().__init__()
         if padding not in PADDINGS:
             raise DegradationError(f"filter padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
@@ -93,7 +98,7 @@ class FilterOperator(Degradation):
         self.col, self.row = factors
         self.register_buffer("filter2d", f.float(), persistent=False)
         self.factor, self.padding, self.kind, self.label, self.fusion = int(factor), padding, kind, label, fusion
-        self.img_size = img_size
+        self.img_size, self.noise_sigma = img_size, float(noise_sigma)
         self._projections = ProjectionCache()
         self._matrices: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -126,8 +131,12 @@ class FilterOperator(Degradation):
         if self.fusion == "none":
             return x_restored
         hw = (int(x_restored.shape[-2]), int(x_restored.shape[-1]))
-        return self._projections.get(hw, self.axis_matrices).project(x_restored, y)
+        op = self._projections.get(hw, self.axis_matrices)
+        if self.factor > 1:
+            return op.project(x_restored, y)
+        return op.regularised_project(x_restored, y, max(self.noise_sigma, QUANTISATION_SIGMA))[0]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "type": "FilterOperator", "kind": self.kind, "factor": self.factor,
-                "padding": self.padding, "filter_size": list(self.filter2d.shape), "fusion": self.fusion}
+                "padding": self.padding, "filter_size": list(self.filter2d.shape), "fusion": self.fusion,
+                "noise_sigma": self.noise_sigma}

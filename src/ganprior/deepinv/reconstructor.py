@@ -33,13 +33,14 @@ GENERIC_FUSE_ROUNDS = 50
 class GANPrior(dinv.models.Reconstructor):
     """A GAN-prior restoration method as a deepinv reconstructor (see the module docstring).
 
-    ``method``/``model``/``weights`` are :func:`ganprior.restore`'s; ``steps`` caps every stage,
+    ``method``/``model``/``weights`` are :func:`ganprior.restore`'s (``model`` may be a loaded prior);
+    ``steps`` caps every stage,
     ``class_index``, ``seed`` and ``preset`` are passed on; any other keyword is a method option
     (``offset_steps=200``). ``fuse`` is ``"auto"``, ``"always"`` or ``"never"``. After a call,
     ``last_results`` holds the ganprior results (native path) for inspection.
     """
 
-    def __init__(self, method: str = "cri", model: str | os.PathLike | None = "emoji32", *,
+    def __init__(self, method: str = "cri", model: str | os.PathLike | Any | None = "emoji32", *,
                  weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                  class_index: int | str | None = None, seed: int = 0, steps: int | None = None,
                  preset: str = "paper", fuse: str = "auto", progress: bool = False, **options: Any) -> None:
@@ -59,6 +60,10 @@ class GANPrior(dinv.models.Reconstructor):
     @property
     def prior(self):
         """The generator, loaded on first use (and moved when the benchmark runner sets ``device``)."""
+        from ganprior.models.prior import GenerativePrior
+
+        if isinstance(self.model_name, GenerativePrior):  # a loaded model, shared with other callers
+            return self.model_name
         if self._prior is None or self._prior.device != self.device:
             from ganprior.api import load_prior
 
@@ -74,7 +79,7 @@ class GANPrior(dinv.models.Reconstructor):
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"GANPrior needs a deepinv LinearPhysics, got {type(physics).__name__}")
         try:
-            degradation = from_deepinv(physics)
+            degradation = from_deepinv(physics, noise=False)  # the noise sets the fusion, not the task
             return self._native(y, physics, degradation)
         except DeepinvMappingError:
             return self._generic(y, physics)
@@ -82,11 +87,9 @@ class GANPrior(dinv.models.Reconstructor):
     # ----- the native ganprior path ---------------------------------------------------------------
     def _native(self, y: torch.Tensor, physics: Any, degradation: Any) -> torch.Tensor:
         import ganprior
-        from ganprior.degradations import Colorization, Compose, Denoising, Inpainting
+        from ganprior.degradations import Colorization, Compose, Inpainting
 
         ops = list(degradation.ops)
-        if len(ops) > 1:  # noise changes only the fusion; a Denoising step would change the task's presets
-            ops = [op for op in ops if not isinstance(op, Denoising)] or ops[-1:]
         masks = [op for op in ops if isinstance(op, Inpainting)]
         if masks and not all(isinstance(op, (Inpainting, Colorization)) for op in ops):
             # restore fits masks to the canvas only for task strings; those name ganprior's own operators
@@ -140,6 +143,8 @@ class GANPrior(dinv.models.Reconstructor):
                     raise DeepinvMappingError(f"{self.method} compares images perceptually; {type(physics).__name__}'s "
                                               "measurements are not images")
                 options["perceptual_weight"] = 0.0
+                if not options.get("l2_weight", method_cls.defaults.get("l2_weight")):
+                    options["l2_weight"] = 1.0  # the MSE on the measurements is then the whole loss
             chosen = _method_options(self.method, self.preset, "custom", getattr(prior, "family", None), None,
                                      options, self.steps)
             runner = method_cls(**chosen)
