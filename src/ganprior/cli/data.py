@@ -8,7 +8,11 @@ from pathlib import Path
 import click
 
 from ganprior.data.cartoon_faces import FacesDataError, build_faces_dataset
-from ganprior.data.emoji import DEFAULT_MAX_SKIN_VARIANTS, EmojiDataError, build_emoji_dataset
+from ganprior.data.emoji import (
+    DEFAULT_MAX_SKIN_VARIANTS,
+    EmojiDataError,
+    build_emoji_dataset,
+)
 
 
 @click.group("data")
