@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from ganprior.cli.main import cli
+from ganprior.degradations import Blur
 from ganprior.images import load_image, save_image
 from ganprior.loading import save_native
 from ganprior.models.stylegan2 import StyleGAN2Prior
@@ -30,6 +31,7 @@ def workdir(tmp_path_factory):
     save_native(_tiny(c_dim=3), root / "tiny_cond.safetensors")
     g = torch.Generator().manual_seed(0)
     save_image(torch.rand(1, 3, H, W, generator=g) * 2 - 1, root / "photo.png")
+    save_image(Blur(2.0)(torch.rand(1, 3, H, W, generator=g) * 2 - 1), root / "blurred.png")  # deblur refuses sharp
     return root
 
 
@@ -59,7 +61,8 @@ def base_args(workdir, out, method="wplus"):
 ])
 def test_every_task_returns_the_photo_size_times_scale(workdir, tmp_path, task, extra, factor):
     out = tmp_path / "out"
-    result = run(workdir, workdir / "photo.png", "--task", task, *extra, *base_args(workdir, out))
+    name = "blurred" if task == "deblur" else "photo"
+    result = run(workdir, workdir / f"{name}.png", "--task", task, *extra, *base_args(workdir, out))
     assert result.exit_code == 0, result.output
     restored = load_image(out / "photo" / "restored.png")
     assert restored.shape[-2:] == (H * factor, W * factor)
