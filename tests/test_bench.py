@@ -363,17 +363,20 @@ def test_build_script_bench_config_runs_every_method_on_every_task_of_the_embedd
         assert not any(stage.instance_norm for stage in dgp.plan()[1])  # a StyleGAN2 has no BN to swap
 
 
-def test_ssim_sees_colour_on_colorization_tasks():
-    """Grey SSIM would give the grey input a perfect 1.0 on colorization; the bench must not."""
-    from ganprior.bench.scoring import ImageScorer
+def test_ssimc_sees_colour_on_colorization_tasks():
+    """Luma SSIM gives the grey input ~1.0 on colorization; the bench adds ssimc there, which does not.
+    ``ssim`` means the luma SSIM for every task, as in ``ganprior score`` (``metrics.registry``)."""
+    from ganprior.bench.scoring import ImageScorer, default_measures
 
     g = torch.Generator().manual_seed(0)
     clean = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
-    scorer = ImageScorer(("ssim",))
+    scorer = ImageScorer(("ssim", "ssimc"))
     colorize, inpaint = parse_task("colorize"), parse_task("inpaint", mask="center", image_size=(32, 32))
     grey_input = colorize(clean)
-    assert scorer(grey_input, clean, grey_input, colorize, None)["ssim"] < 0.9
-    assert scorer(clean, clean, grey_input, colorize, None)["ssim"] == pytest.approx(1.0)
+    assert "ssimc" in default_measures("colorize") and "ssimc" not in default_measures("inpaint")
+    assert scorer(grey_input, clean, grey_input, colorize, None)["ssimc"] < 0.9
+    assert scorer(grey_input, clean, grey_input, colorize, None)["ssim"] > 0.95  # luma: blind to colour
+    assert scorer(clean, clean, grey_input, colorize, None)["ssimc"] == pytest.approx(1.0)
     assert scorer(clean, clean, inpaint(clean), inpaint, None)["ssim"] == pytest.approx(1.0)
 
 

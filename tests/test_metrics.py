@@ -320,7 +320,8 @@ def test_score_command_single_image(tmp_path, monkeypatch):
     assert metrics["ssim"] == pytest.approx(0.793677, abs=1e-6)
     assert metrics["psnr_hole"] != pytest.approx(metrics["psnr"], abs=1e-3)
     assert "niqe" in metrics
-    assert "backbone weights not present" in report["unavailable"]["lpips_alex"]
+    assert "backbone weights not present" in report["unavailable"]["lpips"]  # pyiqa's name (alias lpips_alex)
+    assert {"psnry", "ssimc", "psnr_ycbcr", "ssim_ycbcr"} <= set(metrics)
     assert "folders" in report["unavailable"]["fid"]
 
     no_ref = json.loads(runner.invoke(command, [str(tmp_path / "cam.png")]).stdout)
@@ -345,3 +346,61 @@ def test_score_command_folders_fid(extractor, photo_crops, tmp_path):
     report = json.loads(result.stdout)
     assert report["metrics"]["fid"] > 0 and report["images"] == 2
     assert "psnr" in report["metrics"] and "niqe" in report["unavailable"]  # 32x32 crops: too small for NIQE
+
+
+# ----- the metric registry (pyiqa's names) -------------------------------------------------------
+def test_registry_uses_pyiqa_names_and_keeps_old_names_as_aliases():
+    from ganprior.metrics.registry import METRICS, canonical, spec
+
+    for old, new in {"ssim_rgb": "ssimc", "psnr_gray": "psnry", "lpips_alex": "lpips", "lpips_vgg": "lpips-vgg",
+                     "psnr_y": "psnr_ycbcr", "ssim_y": "ssim_ycbcr", "ssim": "ssim"}.items():
+        assert canonical(old) == new
+    for name in ("psnr", "psnry", "ssim", "ssimc", "lpips", "lpips-vgg", "niqe", "fid"):
+        assert METRICS[name].pyiqa == name  # pyiqa's name wherever the meaning is the same
+    assert spec("lpips").lower_better and spec("fid").lower_better and not spec("ssim").lower_better
+    assert spec("ssim").range == (0.0, 1.0) and spec("psnr_hole").needs_mask and not spec("niqe").needs_reference
+    with pytest.raises(MetricInputError, match="unknown metric"):
+        canonical("ssim-rgb")
+
+
+def test_score_and_bench_mean_the_same_ssim_on_colorization():
+    """``ganprior score`` and the bench used to disagree: the bench's ``ssim`` was RGB SSIM on colorization."""
+    from ganprior.bench.scoring import ImageScorer
+    from ganprior.cli.score import Scores, score_image
+    from ganprior.degradations import parse_task
+    from ganprior.metrics.registry import pixel_metric
+
+    g = torch.Generator().manual_seed(1)
+    clean = torch.rand(1, 3, 48, 48, generator=g) * 2 - 1
+    image = (clean + 0.2 * torch.randn(1, 3, 48, 48, generator=g)).clamp(-1, 1)
+    colorize = parse_task("colorize")
+    bench = ImageScorer(("ssim", "ssimc"))(image, clean, colorize(clean), colorize, None)
+    scores = Scores()
+    score_image(scores, image, clean, None, "alex")
+    cli = scores.as_dict()["metrics"]
+    assert bench["ssim"] == pytest.approx(cli["ssim"], abs=1e-12)
+    assert bench["ssimc"] == pytest.approx(cli["ssimc"], abs=1e-12)
+    assert cli["ssim"] == pytest.approx(float(ssim(image, clean, color="gray")[0]), abs=1e-12)
+    assert cli["ssimc"] == pytest.approx(float(pixel_metric("ssim_rgb", image, clean)[0]), abs=1e-12)
+
+
+def test_pyiqa_cross_check_says_why_in_one_line():
+    from ganprior.metrics.registry import pyiqa_cross_check, pyiqa_unavailable
+
+    reason = pyiqa_unavailable("ssim")
+    try:
+        import pyiqa  # noqa: F401
+    except ImportError:
+        assert reason is not None and "\n" not in reason and "pyiqa" in reason
+        with pytest.raises(MetricUnavailable):
+            pyiqa_cross_check("ssim", torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
+    assert pyiqa_unavailable("feat_dist") == "feat_dist has no pyiqa counterpart"
+
+
+def test_docs_metric_table_is_the_registry():
+    from pathlib import Path
+
+    from ganprior.metrics.registry import metric_table
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deepinv.md").read_text(encoding="utf-8")
+    assert metric_table() in page

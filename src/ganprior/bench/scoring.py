@@ -37,7 +37,9 @@ class Measure:
 
 MEASURES: dict[str, Measure] = {m.key: m for m in (
     Measure("psnr", "PSNR", True, digits=2),
-    Measure("ssim", "SSIM", True),
+    Measure("ssim", "SSIM", True, note="SSIM on the 8-bit luma (MATLAB rgb2gray), for every task: "
+            "`ganprior.metrics.registry`'s `ssim`, pyiqa's `ssim`; colorization adds `ssimc` (per RGB channel)."),
+    Measure("ssimc", "SSIMc (RGB)", True),
     Measure("psnr_hole", "PSNR (hole)", True, digits=2),
     Measure("ssim_hole", "SSIM (hole)", True),
     Measure("mse", "MSE [0,1]", False, digits=5),
@@ -72,6 +74,8 @@ def default_measures(task: str) -> tuple[str, ...]:
     """Everything that applies to ``task``: hole-only scores for inpainting, NIQE for SR (as CRI)."""
     kinds = task_kinds(task)
     extra = []
+    if "colorize" in kinds:  # luma SSIM is blind to colour: a grey output would score 1.0
+        extra += ["ssimc"]
     if "inpaint" in kinds:
         extra += ["psnr_hole", "ssim_hole"]
     if "sr" in kinds:
@@ -104,7 +108,9 @@ def feature_net_distance(prior: torch.nn.Module | None) -> torch.nn.Module:
 
 def ssim_colour(degradation: torch.nn.Module) -> str:
     """SSIM on MATLAB grey (the official convention) is blind to colour, so a grey input would score a
-    perfect 1.0 on colorization: tasks that remove colour are scored per RGB channel instead."""
+    perfect 1.0 on colorization: tasks that remove colour are scored per RGB channel instead.
+    Only ``ganprior demo``'s summary uses this; the bench's and ``ganprior score``'s ``ssim`` is always
+    the luma one and their colour-aware score is ``ssimc`` (``ganprior.metrics.registry``)."""
     from ganprior.degradations.colorization import Colorization
 
     return "rgb" if any(isinstance(m, Colorization) for m in degradation.modules()) else "gray"
@@ -135,7 +141,8 @@ class ImageScorer:
     def __call__(self, image: torch.Tensor, clean: torch.Tensor, observation: torch.Tensor,
                  degradation: torch.nn.Module, hole: torch.Tensor | None) -> dict[str, float | None]:
         """``hole`` is ``[1, 1, H, W]`` with 1 on missing pixels (None when nothing is missing)."""
-        from ganprior.metrics.psnr_ssim import psnr, ssim
+        from ganprior.metrics.psnr_ssim import psnr
+        from ganprior.metrics.registry import pixel_metric
 
         image = image.detach().float().cpu().clamp(-1, 1)
         clean = clean.detach().float().cpu()
@@ -150,14 +157,12 @@ class ImageScorer:
                         full_psnr = float(psnr(image, clean)[0])
                     value = {"psnr": full_psnr, "rmse": _rmse_from_psnr(full_psnr),
                              "mse": (_rmse_from_psnr(full_psnr) / 255.0) ** 2}[key]
-                elif key == "ssim":
-                    value = float(ssim(image, clean, color=ssim_colour(degradation))[0])
+                elif key in ("ssim", "ssimc"):  # the registry's meaning, the same as `ganprior score`'s
+                    value = float(pixel_metric(key, image, clean)[0])
                 elif key in ("psnr_hole", "ssim_hole"):
                     if hole is None or float(hole.sum()) == 0:
                         raise MetricInputError("the task has no hole to score")
-                    metric = psnr if key == "psnr_hole" else ssim
-                    colour = {"color": ssim_colour(degradation)} if key == "ssim_hole" else {}
-                    value = float(metric(image, clean, region=hole.float().cpu(), **colour)[0])
+                    value = float(pixel_metric(key, image, clean, hole.float().cpu())[0])
                 elif key == "lpips":
                     from ganprior.metrics.lpips_metric import lpips_distance
 

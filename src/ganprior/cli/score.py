@@ -26,21 +26,13 @@ from ganprior.metrics.fid import WHEEL, WHEEL_VERSION, fid, image_files, incepti
 from ganprior.metrics.images import MetricInputError, MetricUnavailable, load_image
 from ganprior.metrics.lpips_metric import lpips_distance
 from ganprior.metrics.niqe import niqe
-from ganprior.metrics.psnr_ssim import psnr, ssim
+from ganprior.metrics.registry import METRICS, canonical, pixel_metric
 
-FULL_REFERENCE = {
-    "psnr": lambda x, r, region: psnr(x, r, color="rgb", region=region),
-    "psnr_y": lambda x, r, region: psnr(x, r, color="y", region=region),
-    "psnr_gray": lambda x, r, region: psnr(x, r, color="gray", region=region),
-    "ssim": lambda x, r, region: ssim(x, r, color="gray", region=region),
-    "ssim_rgb": lambda x, r, region: ssim(x, r, color="rgb", region=region),
-    "ssim_y": lambda x, r, region: ssim(x, r, color="y", region=region),
-}
+#: names from the metric registry (pyiqa's where they mean the same; old names are its aliases)
+FULL_REFERENCE = ("psnr", "psnry", "psnr_ycbcr", "ssim", "ssimc", "ssim_ycbcr")
 CONVENTIONS = {
     "range": "8-bit images, data range 255",
-    "psnr": "RGB (all channels)", "psnr_y": "BT.601 Y channel", "psnr_gray": "MATLAB rgb2gray",
-    "ssim": "Wang et al.: 11x11 Gaussian (sigma 1.5) on MATLAB rgb2gray, no downsampling",
-    "ssim_rgb": "Wang et al. per RGB channel, averaged", "ssim_y": "Wang et al. on BT.601 Y",
+    **{name: METRICS[name].meaning for name in FULL_REFERENCE},
     "*_hole": "only on the holes of --mask (read with --mask-hole-value, as restore reads it)",
     "niqe": "official pristine parameters, MATLAB rgb2gray, 96x96 blocks",
     "id_sim": "cosine of dlib's ResNet face embedding (not ArcFace), face found on --ref; id_dist: its "
@@ -100,14 +92,14 @@ def score_image(scores: Scores, image: torch.Tensor, ref: torch.Tensor | None, m
         if ref.shape[-2:] != image.shape[-2:]:
             raise MetricInputError(f"image {tuple(image.shape[-2:])} and reference {tuple(ref.shape[-2:])} differ in size")
         image, ref = image.expand(-1, 3, -1, -1), ref.expand(-1, 3, -1, -1)
-    for name, metric in FULL_REFERENCE.items():
-        scores.add(name, lambda: metric(image, ref, None).item())
-    scores.add(f"lpips_{lpips_net}", lambda: lpips_distance(image, ref, net=lpips_net).item())
+    for name in FULL_REFERENCE:
+        scores.add(name, lambda: pixel_metric(name, image, ref).item())
+    scores.add(canonical(f"lpips_{lpips_net}"), lambda: lpips_distance(image, ref, net=lpips_net).item())
     _identity(scores, image, ref)
     mask = _load_mask(mask_path, hole_value, image)
     if mask is not None:
-        for name in ("psnr", "ssim"):
-            scores.add(f"{name}_hole", lambda: FULL_REFERENCE[name](image, ref, 1 - mask).item())
+        for name in ("psnr_hole", "ssim_hole"):
+            scores.add(name, lambda: pixel_metric(name, image, ref, 1 - mask).item())
 
 
 def _identity(scores: Scores, image: torch.Tensor, ref: torch.Tensor) -> None:
@@ -162,7 +154,7 @@ def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_pa
         pairs = _pairs(image_dir, ref_dir)
     except MetricInputError as err:
         for name in FULL_REFERENCE:
-            scores.unavailable[name] = scores.unavailable[f"lpips_{lpips_net}"] = str(err)
+            scores.unavailable[name] = scores.unavailable[canonical(f"lpips_{lpips_net}")] = str(err)
         pairs = [(path, None) for path in image_files(image_dir)]
     for image_path, ref_path in pairs:
         score_image(scores, load_image(image_path), ref_path and load_image(ref_path), mask_path, lpips_net,
