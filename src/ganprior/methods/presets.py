@@ -138,6 +138,10 @@ def preset_options(method: str, preset: str = "official", task: str | None = Non
         options.update(_pti_official())
         if family in _FAMILY_STEPS:
             options["projection_steps"], options["tuning_steps"] = _FAMILY_STEPS[family]
+    if method in ("w", "wplus", "pti", "pulse"):  # the baselines as their own repositories run them
+        from ganprior.methods.baseline_presets import baseline_options
+
+        options.update(baseline_options(method, preset, task, family))
     if preset == "fast":
         options.update(_FAST.get(method, {}))
     return options
