@@ -404,3 +404,42 @@ def test_docs_metric_table_is_the_registry():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "deepinv.md").read_text(encoding="utf-8")
     assert metric_table() in page
+
+
+# ----- mask conventions: diffusers (white = inpaint), deepinv (1 = observed), ganprior (black = hole) ----
+def test_mask_convention_reads_like_the_hole_value_it_names(tmp_path):
+    from ganprior.cli.restore import command as restore
+    from ganprior.cli.score import command as score
+    from ganprior.degradations.masks import observed_from_convention
+    from ganprior.mask_conventions import MaskConventionError, hole_value_for
+
+    assert [hole_value_for(c) for c in ("diffusers", "deepinv", "ganprior")] == ["white", "black", "black"]
+    assert hole_value_for(None, "white") == "white" and hole_value_for("ganprior", "black") == "black"
+    with pytest.raises(MaskConventionError, match="give one of the two"):
+        hole_value_for("diffusers", "black")
+    holes = torch.zeros(1, 1, 4, 4)
+    holes[..., 1:3, 1:3] = 1  # diffusers: 1 = inpaint
+    assert torch.equal(observed_from_convention(holes, "diffusers"), 1 - holes)
+    assert torch.equal(observed_from_convention(1 - holes, "deepinv"), 1 - holes)
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    img = np.clip(ref.astype(int) + rng.integers(-30, 30, ref.shape), 0, 255).astype(np.uint8)
+    white_holes = np.zeros((48, 48), np.uint8)
+    white_holes[10:30, 12:40] = 255  # a diffusers inpainting mask
+    for name, arr in (("ref.png", ref), ("img.png", img), ("mask.png", white_holes)):
+        Image.fromarray(arr).save(tmp_path / name)
+    base = [str(tmp_path / "img.png"), "--ref", str(tmp_path / "ref.png"), "--mask", str(tmp_path / "mask.png")]
+    runner = CliRunner()
+    named = runner.invoke(score, base + ["--mask-convention", "diffusers"])
+    explicit = runner.invoke(score, base + ["--mask-hole-value", "white"])
+    assert named.exit_code == 0 and explicit.exit_code == 0, named.output + explicit.output
+    ours, theirs = json.loads(named.stdout)["metrics"], json.loads(explicit.stdout)["metrics"]
+    assert ours["psnr_hole"] == theirs["psnr_hole"] and ours["ssim_hole"] == theirs["ssim_hole"]
+    flipped = json.loads(runner.invoke(score, base + ["--mask-convention", "deepinv"]).stdout)["metrics"]
+    assert flipped["psnr_hole"] != ours["psnr_hole"]  # deepinv reads the white box as observed
+    clash = runner.invoke(score, base + ["--mask-convention", "deepinv", "--mask-hole-value", "white"])
+    assert clash.exit_code == 2 and "give one of the two" in clash.output
+    clash = runner.invoke(restore, [str(tmp_path / "img.png"), "--task", "inpaint", "--mask", str(tmp_path / "mask.png"),
+                                    "--mask-convention", "diffusers", "--mask-hole-value", "black"])
+    assert clash.exit_code == 2 and "give one of the two" in clash.output  # refused before any model loads

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ganprior.image_files import HOLE_VALUES
+from ganprior.mask_conventions import MASK_CONVENTION_HELP, MASK_CONVENTIONS, hole_value_for
 from ganprior.methods import PRESETS
 
 
@@ -128,6 +129,8 @@ def _with_method_options(config, pairs: tuple[str, ...]):
                                                                   "(center, box:x0,y0,x1,y1, strokes, ...).")
 @click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
               help="Which pixels of a --mask file are holes (as in ganprior restore; required for files).")
+@click.option("--mask-convention", type=click.Choice(tuple(MASK_CONVENTIONS)), default=None,
+              help=MASK_CONVENTION_HELP)
 @click.option("--perceptual", default=None, help="Perceptual distance the methods use (default: each method's).")
 @click.option("--no-baselines", is_flag=True, help="Skip the classical baselines (input, bicubic, Telea).")
 @click.option("--no-labels", is_flag=True, help="Ignore the images' class labels (methods then estimate the class).")
@@ -154,9 +157,11 @@ def _with_method_options(config, pairs: tuple[str, ...]):
               help="Set an option of one benchmarked method (repeatable; values as JSON), e.g. "
                    "--option cri.l2_weight=10. Changed options make new cells (part of each cell's fingerprint).")
 def command(methods, tasks, images, images_root, model, seed, steps, preset, out_dir, limit, protocol, list_protocols,
-            mask, mask_hole_value, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net, device, shard,
+            mask, mask_hole_value, mask_convention, perceptual, no_baselines, no_labels, fid_min, fid_reference, lpips_net,
+            device, shard,
             threads, method_options, compile_networks, batch_size) -> None:
     """Benchmark restoration methods on degraded images, like the CRI and DGP papers."""
+    mask_hole_value = hole_value_for(mask_convention, mask_hole_value, cli=True)
     if list_protocols:
         _print_protocols()
         return

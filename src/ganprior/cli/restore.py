@@ -23,6 +23,7 @@ from ganprior.cli.restore_checks import (_registry, check_device, check_images, 
                                         check_task)
 from ganprior.cli.threads import threads_option
 from ganprior.image_files import DEFAULT_MAX_PIXELS, HOLE_VALUES, is_mask_file
+from ganprior.mask_conventions import MASK_CONVENTION_HELP, MASK_CONVENTIONS, hole_value_for
 from ganprior.resume import recorded_request, request_digest, run_folder
 from ganprior.names import DGP_SCHEDULES as SCHEDULES
 from ganprior.names import METHODS, PRESETS
@@ -57,6 +58,8 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--mask", default=None, help="Inpainting mask: a file (with --mask-hole-value) or a spec (center, box:x0,y0,x1,y1).")
 @click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
               help="Which pixels of a --mask file are holes (required for files: both conventions are common).")
+@click.option("--mask-convention", type=click.Choice(tuple(MASK_CONVENTIONS)), default=None,
+              help=MASK_CONVENTION_HELP)
 @click.option("--scale", type=int, default=None, help="Super-resolution factor (or write it in the task: sr4).")
 @click.option("--method", type=click.Choice(METHODS), default="cri", show_default=True)
 @click.option("--model", default=None, help="Model name or checkpoint path (default: the embedded model).")
@@ -99,10 +102,12 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
 @threads_option
-def command(images, task, mask, mask_hole_value, scale, method, model, weights, class_index, seed, out_dir, steps,
+def command(images, task, mask, mask_hole_value, mask_convention, scale, method, model, weights, class_index, seed,
+            out_dir, steps,
             preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
             method_options, faces, compile_networks, batch_size, threads) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
+    mask_hole_value = hole_value_for(mask_convention, mask_hole_value, cli=True)
     given = dict(locals())
     check_task(task)  # every argument before anything imports torch or reads the model
     check_model(model, weights)

@@ -22,6 +22,7 @@ import click
 import torch
 
 from ganprior.image_files import CLI_NAMES, HOLE_VALUES, RUN_MASK_HOLE_VALUE, observed_from_file
+from ganprior.mask_conventions import MASK_CONVENTION_HELP, MASK_CONVENTIONS, hole_value_for
 from ganprior.metrics.fid import WHEEL, WHEEL_VERSION, fid, image_files, inception_stats, kid
 from ganprior.metrics.images import MetricInputError, MetricUnavailable, load_image
 from ganprior.metrics.lpips_metric import lpips_distance
@@ -169,12 +170,15 @@ def score_folders(scores: Scores, image_dir: Path, ref_dir: Path | None, mask_pa
               help="Observation mask file (read with --mask-hole-value, as restore reads it); adds *_hole metrics.")
 @click.option("--mask-hole-value", type=click.Choice(HOLE_VALUES), default=None,
               help="Which --mask pixels are holes (a restore run folder's mask.png: black).")
+@click.option("--mask-convention", type=click.Choice(tuple(MASK_CONVENTIONS)), default=None,
+              help=MASK_CONVENTION_HELP)
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where Inception statistics are cached (default: the user cache).")
-def command(image: Path, ref: Path | None, mask: Path | None, mask_hole_value: str | None, lpips_net: str,
-            cache_dir: Path | None) -> None:
+def command(image: Path, ref: Path | None, mask: Path | None, mask_hole_value: str | None,
+            mask_convention: str | None, lpips_net: str, cache_dir: Path | None) -> None:
     """Print every metric that applies to IMAGE as JSON; unavailable ones are named with the reason."""
+    mask_hole_value = hole_value_for(mask_convention, mask_hole_value, cli=True)
     if mask is not None and ref is None:
         raise click.UsageError("--mask scores the hole against a reference: give --ref too")
     if mask is None and mask_hole_value is not None:

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw
 
 from ganprior.images import MaskPolarityError, MaskSizeError, load_mask
 
+from ganprior.mask_conventions import MASK_CONVENTIONS, MaskConventionError
+
 from .base import DegradationError, Size
 
 
@@ -177,3 +179,15 @@ def mask_from_spec(
         except MaskPolarityError as err:
             raise MaskSpecError(str(err)) from err
     raise MaskSpecError(f"unknown mask spec {text!r}; known: {', '.join(MASK_KINDS)}")
+
+
+# ----- whose mask is it (the named conventions live in the torch-free ``ganprior.mask_conventions``) ----
+def observed_from_convention(mask: torch.Tensor, convention: str) -> torch.Tensor:
+    """An in-memory mask in ``convention`` as ganprior's ``[..., H, W]`` float with 1 = observed
+    (diffusers' 1 = inpaint is flipped; deepinv's and ganprior's 1 = observed are kept)."""
+    if convention not in MASK_CONVENTIONS:
+        raise MaskConventionError(f"mask convention must be one of {', '.join(MASK_CONVENTIONS)}, got {convention!r}")
+    mask = mask.float()
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise MaskSpecError("a mask tensor must be binary (0 and 1)")
+    return 1.0 - mask if convention == "diffusers" else mask
