@@ -31,7 +31,6 @@ from ganprior.methods import cri as cri_module
 from ganprior.methods import pti as pti_module
 from ganprior.methods.dgp_presets import schedule_for_task
 from ganprior.methods.presets import task_kinds
-from ganprior.tasks import UnknownTaskError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fidelity_standin import save_standin  # noqa: E402
@@ -66,6 +65,8 @@ def test_item12_aliases_select_the_same_method_settings(alias, canonical):
 
 
 def test_item12_kinds_are_canonical_and_unknown_words_refused():
+    from ganprior.tasks import UnknownTaskError
+
     assert task_kinds("sr4-lanczos+Colorization") == {"sr", "colorize"}  # a degradation's own name
     assert task_kinds("reconstruct") == set()
     with pytest.raises(UnknownTaskError, match="unknown task 'paint'"):
