@@ -64,9 +64,9 @@ def test_every_task_returns_the_photo_size_times_scale(workdir, tmp_path, task, 
     name = "blurred" if task == "deblur" else "photo"
     result = run(workdir, workdir / f"{name}.png", "--task", task, *extra, *base_args(workdir, out))
     assert result.exit_code == 0, result.output
-    restored = load_image(out / "photo" / "restored.png")
+    restored = load_image(out / name / "restored.png")
     assert restored.shape[-2:] == (H * factor, W * factor)
-    assert load_image(out / "photo" / "degraded.png").shape[-2:] == (H, W)
+    assert load_image(out / name / "degraded.png").shape[-2:] == (H, W)
 
 
 def test_cri_run_directory_contents_and_resume(workdir, tmp_path):
