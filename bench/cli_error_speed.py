@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,13 +37,25 @@ def _cases(folder: Path) -> dict[str, list[str]]:
         "wrong-size mask": ["restore", photo, "--task", "inpaint", "--mask", str(folder / "mask_10x10.png"),
                             "--mask-hole-value", "black", "--out", str(folder / "o")],
         "unwritable --out": ["restore", photo, "--task", "colorize", "--out", str(folder / "a_file" / "o")],
+        # issue 28, item 4: argument typos (each used to answer only after the model loaded, leaving --out)
+        "--task colourise": ["restore", photo, "--task", "colourise", "--out", str(folder / "o")],
+        "--model stylegan9": ["restore", photo, "--task", "colorize", "--model", "stylegan9", "--out", str(folder / "o")],
+        "--mask box:1,2": ["restore", photo, "--task", "inpaint", "--mask", "box:1,2", "--out", str(folder / "o")],
+        "--device cuda": ["restore", photo, "--task", "colorize", "--device", "cuda", "--out", str(folder / "o")],
     }
 
 
 def _time(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Seconds, exit code, last stderr line; a --out folder the command left behind is reported and removed."""
+    out = Path(command[command.index("--out") + 1]) if "--out" in command else None
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    return time.perf_counter() - started, proc.returncode, (proc.stderr.strip().splitlines() or [""])[-1]
+    seconds = time.perf_counter() - started
+    message = (proc.stderr.strip().splitlines() or [""])[-1]
+    if out is not None and out.is_dir():
+        shutil.rmtree(out)
+        message = f"[LEFT --out] {message}"
+    return seconds, proc.returncode, message
 
 
 def main() -> None:
