@@ -24,8 +24,6 @@ from ganprior.cli.jitter import load_model_for, photo_mappings, reconstructions,
 def command(source_a, source_b, model, weights, device, task, class_index, preset, steps, seed, out_dir, frames,
             fps) -> None:
     """Morph from A to B: frames PNGs, morph.gif (and morph.mp4 when imageio-ffmpeg is installed)."""
-    import inspect
-
     import torch
 
     from ganprior.images import make_sheet
@@ -35,9 +33,7 @@ def command(source_a, source_b, model, weights, device, task, class_index, prese
     prior = load_model_for(sources, model, weights, device)
     a, b = reconstructions(sources, prior, out_dir, task, class_index, preset, steps, seed)
     try:
-        # A first (DGP's own order runs B -> A where manipulation.morph offers it)
-        order = {"order": "a-to-b"} if "order" in inspect.signature(morph).parameters else {}
-        tiles = morph(prior, a, b, frames=frames, **order)
+        tiles = morph(prior, a, b, frames=frames, order="a-to-b")  # A first (DGP's own order runs B -> A)
     except ManipulationError as exc:
         raise click.ClickException(str(exc)) from exc
     map_a, map_b = photo_mappings(sources, prior, out_dir)

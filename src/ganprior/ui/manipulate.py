@@ -7,7 +7,6 @@ photo's size and fused with its observation (from the run folder the page saved)
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -54,8 +53,7 @@ def morph_images(prior: Any, result: Any, other: np.ndarray | None, frames: int,
     second = restore(from_uint8(other), task="reconstruct", method=method, model=prior, seed=int(seed),
                      steps=steps, progress=False)
     try:
-        order = {"order": "a-to-b"} if "order" in inspect.signature(morph).parameters else {}
-        tiles = morph(prior, a, Reconstruction.from_result(second), frames=int(frames), **order)
+        tiles = morph(prior, a, Reconstruction.from_result(second), frames=int(frames), order="a-to-b")
         return _as_restored(prior, result, tiles, fused=False)  # (the frames leave A's observation)
     except ManipulationError as exc:
         raise UIInputError(str(exc)) from None
