@@ -144,7 +144,7 @@ def command(images, task, mask, mask_hole_value, mask_convention, scale, method,
         return
     created = not out_dir.exists()
     try:
-        failures += _load_and_restore(usable, requests, options, given)
+        failures = _load_and_restore(usable, requests, options, given, failures)
     finally:  # a run refused after the checks leaves no empty --out behind
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
@@ -152,9 +152,10 @@ def command(images, task, mask, mask_hole_value, mask_convention, scale, method,
         raise click.ClickException(f"{failures} of {len(images)} image(s) failed or stopped early")
 
 
-def _load_and_restore(usable: list[Path], requests: dict[Path, str], options: dict, given: dict) -> int:
+def _load_and_restore(usable: list[Path], requests: dict[Path, str], options: dict, given: dict,
+                      failed_checks: int) -> int:
     """Load the model and restore the usable images (``given``: the command's arguments); the number that
-    failed or stopped early."""
+    failed or stopped early, with the ``failed_checks`` (counted once, by the main rank under torchrun)."""
     method, device, out_dir, faces = given["method"], given["device"], given["out_dir"], given["faces"]
     from ganprior.cli.threads import apply_threads
     from ganprior.methods.options import MethodOptionError, parse_method_options
@@ -184,9 +185,9 @@ def _load_and_restore(usable: list[Path], requests: dict[Path, str], options: di
     arguments = {k: given[k] for k in ("task", "method", "mask", "mask_hole_value", "scale", "class_index", "seed",
                                        "steps", "preset", "perceptual", "fit", "max_pixels")}
     arguments.update(model=prior, options=options)
-    failures = 0
+    failures = failed_checks
     if launch is not None:
-        usable = usable[launch.rank::launch.world_size]
+        usable, failures = usable[launch.rank::launch.world_size], failed_checks if launch.is_main else 0
     batch_size = _effective_batch_size(given["batch_size"], method, faces)
     with tqdm(total=len(usable), desc="images", disable=len(usable) < 2) as bar:
         for first in range(0, len(usable), batch_size):

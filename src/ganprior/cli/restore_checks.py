@@ -108,7 +108,7 @@ def check_mask_spec(mask: str, task: str, sizes: dict[Path, tuple[int, int]]) ->
     text = mask.strip()
     kind, _, arg = text.partition(":")
     kind = kind.lower()
-    if kind in ("center", "random-box", "strokes") and not arg:
+    if kind in ("center", "random-box", "strokes"):
         return {}
     if kind == "pixels":
         try:
