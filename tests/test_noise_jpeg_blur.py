@@ -162,3 +162,26 @@ def test_bench_has_a_classical_baseline_for_each_task_that_beats_the_input(task,
     assert baseline in applicable_baselines(op, size)
     assert baseline not in applicable_baselines(parse_task(f"sr2+{task}"), size)  # single-operator tasks only
     assert _psnr(run_baseline(baseline, y, op, size), clean) > _psnr(y, clean) + 0.2
+
+
+def test_restore_records_the_estimated_sigma_and_the_observation_report_in_run_json(tmp_path):
+    import json
+
+    import ganprior
+    from ganprior.models.stylegan2 import StyleGAN2Prior
+
+    torch.manual_seed(0)
+    prior = StyleGAN2Prior(dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, mapping_kwargs=dict(num_layers=2),
+                                synthesis_kwargs=dict(channel_base=256, channel_max=32))).eval()
+    clean = _photo(40, 56)
+    photo = to_uint8(_noisy(clean, 2 * 20 / 255))
+    with pytest.warns(UserWarning, match="less well than the classical"):
+        result = ganprior.restore(photo, task="denoise", method="wplus", model=prior, steps=1, perceptual="mse",
+                                  preset="fast", progress=False)
+    record = json.loads((result.save(tmp_path / "run") / "run.json").read_text())
+    described = record["config"]["degradation"]["ops"][0]
+    assert described["sigma_source"] == "estimated" and 10 < described["sigma"] * 127.5 < 30
+    observation = record["config"]["observation"]
+    assert observation["prior_weaker"] is True and observation["psnr_output_vs_input"] > 20
+    assert observation["psnr_output_vs_classical"] > observation["psnr_classical_vs_input"]
+    assert _psnr(result.image, clean) > _psnr(from_uint8(photo), clean) + 3
