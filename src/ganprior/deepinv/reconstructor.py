@@ -51,11 +51,20 @@ class GANPrior(dinv.models.Reconstructor):
 
         get_method_class(method)  # an unknown method fails here, not after the model loads
         self.method, self.model_name, self.weights = method, model, weights
-        self.device = torch.device(device)
+        self._device = torch.device(device)
         self.class_index, self.seed, self.steps, self.preset = class_index, seed, steps, preset
         self.fuse, self.progress, self.options = fuse, progress, dict(options)
         self._prior = None
         self.last_results: list[Any] = []
+
+    @property
+    def device(self) -> torch.device:
+        """Where the generator runs; deepinv's benchmark runner sets it (``model.device = device``)."""
+        return self._device
+
+    @device.setter
+    def device(self, value: str | torch.device) -> None:
+        self._device = torch.device(value)
 
     @property
     def prior(self):
