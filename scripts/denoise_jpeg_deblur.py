@@ -5,7 +5,7 @@
 Clean images: scikit-image photos cropped to odd sizes (300x451 and friends) and held-out emoji
 (``emoji-test``, 32 px). Each is degraded the way a user's file would be (8-bit PNG, or a real Pillow JPEG
 file for ``jpeg30``), then restored through ``ganprior.restore`` with the embedded model. Writes
-``results.json``, ``table.md`` and one before/after sheet per photo in ``--sheets``.
+``results.json``, ``table.md`` and one before/after sheet (centre crop) per photo in ``--sheets``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ganprior.api import CONSISTENT_FUSION, load_prior, restore
+from ganprior.bench.baselines import run_baseline
 from ganprior.bench.sources import load_images
 from ganprior.consistency import calibrate
 from ganprior.degradations import Blur, parse_task
@@ -31,7 +32,10 @@ PHOTOS = {"chelsea": (300, 451), "rocket": (451, 300), "astronaut": (301, 451), 
           "camera": (451, 301)}
 #: task label -> (task string for restore, how the degraded file is made)
 TASKS = {"denoise15": (f"denoise{30 / 255:.6f}", "noise", 15), "denoise25": (f"denoise{50 / 255:.6f}", "noise", 25),
+         "denoise25-est": ("denoise", "noise", 25),  # sigma not given: estimated from the photo
          "jpeg30": ("jpeg30", "jpeg", 30), "blur2": ("blur2", "blur", 2.0)}
+#: the before/after sheets show this centre crop (H, W) at full resolution
+SHEET_CROP = (200, 260)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,9 +94,11 @@ def main() -> None:
             op = parse_task(task, image_size=tuple(clean.shape[-2:]), **CONSISTENT_FUSION)
             calibrate(op, observed, str(file))
             classical = op[0].classical_estimate(observed)
+            wiener = run_baseline("wiener", observed, op, tuple(clean.shape[-2:])) if how == "blur" else None
             report = result.config.get("observation") or {}
             row = {"image": name, "task": label, "size": list(clean.shape[-2:]),
                    "input": _psnr(observed, clean), "classical": _psnr(classical, clean),
+                   "skimage_wiener": None if wiener is None else _psnr(wiener, clean),
                    "prior_raw": _psnr(result.generator_output, clean), "output": _psnr(result.image, clean),
                    "prior_weight": report.get("prior_weight"), "prior_weaker": report.get("prior_weaker"),
                    "noise_sigma_255": None if report.get("noise_sigma") is None else report["noise_sigma"] * 127.5,
@@ -101,24 +107,34 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             cells[(name, label)] = (observed, classical, result.generator_output, result.image, clean)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    lines = ["| image | task | input dB | classical dB | prior (raw) dB | output dB | output − input | prior weight |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| image | size | task | σ used (/255) | input dB | classical dB | skimage Wiener dB | prior (raw) dB | "
+             "output dB | output − input | prior weight |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         weight = "" if r["prior_weight"] is None else f"{r['prior_weight']:.2f}"
-        lines.append(f"| {r['image']} | {r['task']} | {r['input']:.2f} | {r['classical']:.2f} | {r['prior_raw']:.2f} | "
-                     f"{r['output']:.2f} | {r['output'] - r['input']:+.2f} | {weight} |")
+        sigma = "" if r["noise_sigma_255"] is None else f"{r['noise_sigma_255']:.1f}"
+        wiener = "" if r["skimage_wiener"] is None else f"{r['skimage_wiener']:.2f}"
+        lines.append(f"| {r['image']} | {r['size'][0]}x{r['size'][1]} | {r['task']} | {sigma} | {r['input']:.2f} | "
+                     f"{r['classical']:.2f} | {wiener} | {r['prior_raw']:.2f} | {r['output']:.2f} | "
+                     f"{r['output'] - r['input']:+.2f} | {weight} |")
     lines += ["", "| task | min over images of output − input (dB) | mean | images |", "|---|---|---|---|"]
     for label in TASKS:
         gains = [r["output"] - r["input"] for r in rows if r["task"] == label]
         lines.append(f"| {label} | {min(gains):+.2f} | {sum(gains) / len(gains):+.2f} | {len(gains)} |")
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     for name in args.sheets:
-        grid = [list(cells[(name, label)]) for label in TASKS]
+        grid = [[_crop(image) for image in cells[(name, label)]] for label in TASKS]
         captions = [[f"{label}: degraded {rows_db(rows, name, label, 'input')}",
                      f"classical {rows_db(rows, name, label, 'classical')}",
                      f"generator {rows_db(rows, name, label, 'prior_raw')}",
                      f"output {rows_db(rows, name, label, 'output')}", "clean"] for label in TASKS]
         make_sheet(grid, captions, args.out / f"sheet-{name}.png")
+
+
+def _crop(image: torch.Tensor) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    ch, cw = min(h, SHEET_CROP[0]), min(w, SHEET_CROP[1])
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[..., top:top + ch, left:left + cw]
 
 
 def rows_db(rows: list[dict], name: str, label: str, key: str) -> str:

@@ -16,8 +16,15 @@ from PIL import Image
 
 from ganprior.api import CONSISTENT_FUSION
 from ganprior.consistency import calibrate, consistent_fuse, observation_report
-from ganprior.degradations import (Blur, DegradationError, Denoising, QuantisationBox, estimate_noise_sigma,
-                                   parse_task, tables_from_file)
+from ganprior.degradations import (
+    Blur,
+    DegradationError,
+    Denoising,
+    QuantisationBox,
+    estimate_noise_sigma,
+    parse_task,
+    tables_from_file,
+)
 from ganprior.images import from_uint8, to_uint8
 
 

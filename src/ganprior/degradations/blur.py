@@ -142,7 +142,6 @@ class Blur(Degradation):
 
     def classical_estimate(self, y: torch.Tensor) -> torch.Tensor:
         """Tikhonov deconvolution around the photo itself (the fusion with ``r = y``), same ``λ`` rule."""
-        op = self._operator((int(y.shape[-2]), int(y.shape[-1])))
         saved = self.last_fusion
         estimate = self.fuse(y, y) if self.fusion == "project" else y
         self.last_fusion = saved

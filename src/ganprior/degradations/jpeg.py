@@ -69,7 +69,7 @@ class JpegTables:
     source: str = "IJG"
 
     @classmethod
-    def for_quality(cls, quality: int) -> "JpegTables":
+    def for_quality(cls, quality: int) -> JpegTables:
         return cls(quantization_table(quality, False), quantization_table(quality, True), (2, 2), f"IJG quality {quality}")
 
 

@@ -5,4 +5,4 @@ from .blur import Blur, blur_kernel
 from .jpeg import JPEG, quantization_table
 from .noise import Denoising
 
-__all__ = ["Blur", "Denoising", "JPEG", "blur_kernel", "quantization_table"]
+__all__ = ["JPEG", "Blur", "Denoising", "blur_kernel", "quantization_table"]
