@@ -192,3 +192,20 @@ def test_restore_records_the_estimated_sigma_and_the_observation_report_in_run_j
     assert observation["prior_weaker"] is True and observation["psnr_output_vs_input"] > 20
     assert observation["psnr_output_vs_classical"] > observation["psnr_classical_vs_input"]
     assert _psnr(result.image, clean) > _psnr(from_uint8(photo), clean) + 3
+
+
+@pytest.mark.parametrize("task", ["jpeg30", "blur2"])
+def test_a_prior_that_explains_the_photo_beats_the_classical_estimate(task, tmp_path):
+    """The weight is not stuck at 0: a restoration close to the clean image is kept (and checked by y)."""
+    clean = _photo()
+    op = parse_task(task, **CONSISTENT_FUSION)
+    if task == "jpeg30":
+        y = _jpeg_file(clean, tmp_path / "photo.jpg", quality=30)
+        calibrate(op, y, tmp_path / "photo.jpg")
+    else:
+        y = from_uint8(to_uint8(Blur(2.0)(clean)))
+        calibrate(op, y)
+    good = clean + 0.005 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(4))
+    fused = consistent_fuse(op, good, y)
+    assert op[0].last_fusion["prior_weight"] > 0.5
+    assert _psnr(fused, clean) > _psnr(op[0].classical_estimate(y), clean) + 1
