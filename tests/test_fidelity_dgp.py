@@ -99,7 +99,7 @@ def test_early_stop_ends_the_stage_not_the_run(prior, images):
 
 def test_returned_image_is_the_last_forward_pass(prior, images):
     """models/dgp.py:148-162 render x, then step the optimisers; dgp.py:218-220 save that x: the saved image
-    is the last forward pass, not a render after the last update."""
+    is the last forward pass, not a render after the last update (whose z and G the manipulations use)."""
     method = _quick_dgp(schedule="colorize", stage_iterations=[1, 0, 0, 0, 1])
     degradation = parse_task("colorize")
     result = _run(prior, method, degradation, degradation(images[:1]), frame_every=1)
@@ -150,7 +150,7 @@ def test_adam_state_can_be_carried_from_one_image_to_the_next(prior, images):
     ADAM_CARRY.pop("test", None)
     fresh, warm = [_run(prior, _quick_dgp(schedule="colorize", stage_iterations=[2, 0, 0, 0, 0], adam_carry="test"),
                         degradation, observation) for _ in range(2)]  # the same image twice, same start
-    assert ADAM_CARRY.pop("test")["state"][0]["step"] == 2  # one update per image (the last forward has none)
+    assert ADAM_CARRY.pop("test")["state"][0]["step"] == 4  # two updates per image, counted on
     assert warm.losses[0]["loss"] == fresh.losses[0]["loss"]
     assert warm.losses[1]["loss"] != fresh.losses[1]["loss"]  # the second run starts from warm moments
 

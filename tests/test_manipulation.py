@@ -46,7 +46,8 @@ def recs(prior):
     out = []
     for seed, cls in ((5, 3), (6, 7)):
         target = generated(prior, seed, cls)
-        method = DGP(schedule="manipulation", table="fast", select_num=16, max_stage_steps=10, update_embed=True)
+        method = DGP(schedule="manipulation", table="fast", select_num=16, max_stage_steps=10, update_embed=True,
+                     returned_image="final")  # the image of the saved state (official: one update earlier)
         result = method.run(prior, parse_task("reconstruct"), target, class_index=cls, progress=False)
         out.append((Reconstruction.from_result(result), result, target))
     return out
@@ -99,7 +100,7 @@ def test_run_directory_round_trip(prior, recs, tmp_path):
     from ganprior.api import restore
 
     out = restore(recs[0][2], task="reconstruct", method="dgp", model=prior, class_index=3, preset="fast", steps=2,
-                  progress=False, options={"select_num": 4, "schedule": "manipulation"})
+                  progress=False, options={"select_num": 4, "schedule": "manipulation", "returned_image": "final"})
     run_dir = out.save(tmp_path / "run")
     loaded = Reconstruction.load(run_dir)
     assert torch.equal(loaded.latent, out.latent) and loaded.class_index == 3

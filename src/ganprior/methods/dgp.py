@@ -271,13 +271,14 @@ class _Outcome:
     latent: torch.Tensor
     early_stop: dict[str, Any] | None
     adam_state: dict | None = None
+    last_image: torch.Tensor | None = None  # the last forward pass (None when stopped on a kept best state)
 
 
 def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, loss: DGPLoss, stages: list[Stage],
               recorder: RunRecorder, latent_weight: float, update_embed: bool = False,
               frozen_adam_state: bool = True, early_stop_mse: float = 0.0,
               groups: list[list[nn.Parameter]] | None = None, early_stop_ends: str = "stage",
-              final_update: bool = False, adam_state: dict | None = None) -> _Outcome:
+              adam_state: dict | None = None) -> _Outcome:
     """Run the stages on ``tuned`` (modified in place) from ``latent``; returns the final latent.
 
     One Adam for the whole image (fresh per image, decision 1) with one param group per generator group;
@@ -287,9 +288,9 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     state of the current stage, as does a stop asked by the recorder's step callback. The MSE early stop
     (``[-1, 1]`` scale, checked on the step's pre-update MSE) ends the current stage after that step's
     update, as DGP's ``break`` does (models/dgp.py:211-214), or the whole run (``early_stop_ends='run'``,
-    no update). DGP saves the image of the last forward pass, one update before its final parameters
-    (models/dgp.py:218-220): unless ``final_update``, that last update is skipped, so the returned state
-    renders exactly the official image. ``adam_state``: an optimiser state from an earlier image's
+    no update). The outcome keeps the image of the last forward pass, which is what DGP saves
+    (models/dgp.py:218-220), one update before the final parameters (which DGP's manipulations and
+    ``save_G`` use, dgp.py:224-228, 383-391, example.py:61-66). ``adam_state``: an optimiser state from an earlier image's
     :attr:`_Outcome.adam_state` (DGP's dataset driver keeps one Adam for the whole list, trainer.py:94-99).
     ``groups`` defaults to :func:`parameter_groups` of ``tuned``, read before anything is frozen.
     """
@@ -306,9 +307,8 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
     if adam_state is not None:
         optimizer.load_state_dict(adam_state)  # restores the moments; every lr is set per stage below
     total = sum(s.iterations for s in stages)
-    remaining = total
     bar = tqdm(total=total, desc="dgp", disable=not recorder.progress, leave=False)
-    step_no, early = 0, None
+    step_no, early, last_image = 0, None, None
     if hasattr(tuned, "reset_instance_norm"):
         tuned.reset_instance_norm()
     for s, stage in enumerate(stages):
@@ -361,9 +361,8 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
                     early = early or {"stage": s + 1, "step": i, "mse": logged["mse"], "threshold": early_stop_mse,
                                       "ends": early_stop_ends, "stages": []}
                     early["stages"].append(s + 1)
-                remaining = remaining - 1 if not stop else sum(st.iterations for st in stages[s + 1:])
-                ends_run = stop and early_stop_ends == "run"  # checked before the update: none is made
-                if not ends_run and (final_update or remaining > 0):
+                last_image = img.detach()
+                if not (stop and early_stop_ends == "run"):  # ending the run: checked before the update, none made
                     optimizer.zero_grad(set_to_none=True)
                     total_loss.backward()
                     optimizer.step()
@@ -375,7 +374,7 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
         if early is not None and early_stop_ends == "run":
             break
     bar.close()
-    return _Outcome(latent.detach(), early, optimizer.state_dict())
+    return _Outcome(latent.detach(), early, optimizer.state_dict(), last_image)
 
 
 def _fit_to_family(prior: GenerativePrior, schedule: str, stages: list[Stage],
@@ -418,7 +417,10 @@ class DGP(Method):
         "mse_observed_area": False,  # True: divide the MSE by the observed fraction (inpainting x1.12)
         "select_observation_path": True,  # candidates degraded as the observation was (PIL Lanczos for SR)
         "early_stop_ends": "stage",  # an MSE early stop ends the current stage (DGP's break) | "run"
-        "final_update": False,  # True: update after the last forward pass too (the image is then one step later)
+        # "last-forward": the image of the last forward pass, as DGP saves it (models/dgp.py:218-220); the latent and
+        # generator delta are the final parameters, one update later, as DGP's z/G (its manipulations use them).
+        # "final": render the final parameters, so latent + delta reproduce the image exactly
+        "returned_image": "last-forward",
         "early_stop_mse": 0.0,  # > 0 with the reconstruct schedule = adversarial-defence mode
         # a key: start from (and leave) the Adam state stored under it in ADAM_CARRY, as DGP's dataset driver
         # keeps one Adam for a whole image list (trainer.py:94-99, models/dgp.py:43-49, 94-100). Off (None) by
@@ -466,6 +468,8 @@ class DGP(Method):
                     for key in ("select_num", "select_std", "latent_weight", "update_embed")}
         settings["select_num"] = min(int(settings["select_num"]), int(o["select_steps"]))
         settings["frozen_adam_state"] = bool(o["frozen_adam_state"])
+        if o["returned_image"] not in ("last-forward", "final"):
+            raise DGPError(f"returned_image must be 'last-forward' or 'final', got {o['returned_image']!r}")
         return schedule, stages, settings
 
     def _stand_in(self, prior: GenerativePrior) -> PerceptualDistance:
@@ -534,13 +538,13 @@ class DGP(Method):
                 outcome = fine_tune(tuned, sel.latent, c, loss, stages, recorder, float(settings["latent_weight"]),
                                     bool(settings["update_embed"]), settings["frozen_adam_state"],
                                     float(self.options["early_stop_mse"]), early_stop_ends=self.options["early_stop_ends"],
-                                    final_update=bool(self.options["final_update"]),
                                     adam_state=ADAM_CARRY.get(self.options["adam_carry"]))
             if self.options["adam_carry"] is not None:
                 ADAM_CARRY[str(self.options["adam_carry"])] = outcome.adam_state
             freeze_generator(tuned)
             with torch.no_grad():
-                image = tuned.synthesis(outcome.latent, c).clamp(-1, 1)
+                last = outcome.last_image if self.options["returned_image"] == "last-forward" else None
+                image = (last if last is not None else tuned.synthesis(outcome.latent, c)).clamp(-1, 1)
                 delta = generator_delta(prior, tuned)
         extras = {
             "schedule": start.schedule,
@@ -550,6 +554,7 @@ class DGP(Method):
                           "score": sel.score, "class_sampled": sel.class_sampled, "candidate": sel.candidate},
             "instance_norm": bool(getattr(tuned, "instance_norm", False)),
             "early_stop": outcome.early_stop,
+        "returned_image": self.options["returned_image"] if outcome.last_image is not None else "final",
         }
         if start.notes:
             extras["notes"] = start.notes
