@@ -7,11 +7,11 @@ against the official code itself (run in a scratch directory, not here).
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
+from official_cases import load_case
 from torch import nn
 
 from ganprior.degradations import SuperResolution
@@ -20,7 +20,6 @@ from ganprior.methods import preset_options
 from ganprior.methods.projection import WProjection
 from ganprior.methods.pti import PTI
 from ganprior.methods.pulse import PULSE, geocross
-from official_cases import load_case
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

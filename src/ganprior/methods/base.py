@@ -82,6 +82,8 @@ class LossOperator(nn.Module):
 
     ``sr="torch-bicubic"``: super-resolution as CRI's ``ds`` script downsamples its renders
     (``F.interpolate(mode='bicubic')``, no antialiasing, ds:150, ds:311) instead of the task's own kernel.
+    ``sr="pulse-bicubic"``: PULSE's reflect-padded Keys bicubic (``adamian98/pulse@40cacb9 bicubic.py``,
+    the ``SuperResolution`` kernel of that name).
     ``colorize=False``: colorization left out (CRI's ``col`` script scores colour centroid renders
     against the grey target, col:236-241).
     """
@@ -99,7 +101,9 @@ class LossOperator(nn.Module):
         for op in self.ops:
             if isinstance(op, Colorization) and not self.colorize:
                 continue
-            if isinstance(op, SuperResolution) and self.sr == "torch-bicubic" and op.factor != 1:
+            if isinstance(op, SuperResolution) and self.sr == "pulse-bicubic" and op.factor != 1:
+                x = SuperResolution(op.factor, "pulse-bicubic", reupsample=op.reupsample)(x)
+            elif isinstance(op, SuperResolution) and self.sr == "torch-bicubic" and op.factor != 1:
                 low = F.interpolate(x, size=op.low_res_size(x.shape[-2:]), mode="bicubic", align_corners=False)
                 x = op._finish(low, x.shape[-2:])
             else:
@@ -107,8 +111,8 @@ class LossOperator(nn.Module):
         return x
 
 
-#: the SR operator inside the loss: the task's own, or the official scripts' torch bicubic
-SR_OPERATORS = ("degradation", "torch-bicubic")
+#: the SR operator inside the loss: the task's own, the CRI scripts' torch bicubic, or PULSE's bicubic
+SR_OPERATORS = ("degradation", "torch-bicubic", "pulse-bicubic")
 #: how the MSE averages when pixels are unobserved: over the observed ones, or over the whole image
 L2_AVERAGES = ("observed", "image")
 

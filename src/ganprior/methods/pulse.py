@@ -12,7 +12,7 @@ fresh ``randn`` map (drawn after the latent, in synthesis order), the first ``tr
 are optimised on their own spheres with the latent, and ``bad_noise_layers`` (PULSE's "17", the last of
 its 18 inputs; here ``[-1]``, the last one) are zero. StyleGAN3/XL have no noise inputs.
 
-Super-resolution in the loss: ``sr_kernel="pulse-bicubic"`` downsamples the renders with PULSE's own
+Super-resolution in the loss: ``sr_operator="pulse-bicubic"`` downsamples the renders with PULSE's own
 reflect-padded Keys bicubic (``bicubic.py``) instead of the task's operator.
 
 Returned state (``PULSE.py:170-174``): the official code yields the image of the last evaluated step
@@ -30,9 +30,16 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ganprior.methods.base import CLASS_SEARCH_DEFAULTS, Method, Result, RunStart, frozen, optimize, register_method
+from ganprior.methods.base import (
+    CLASS_SEARCH_DEFAULTS,
+    Method,
+    Result,
+    RunStart,
+    frozen,
+    optimize,
+    register_method,
+)
 from ganprior.methods.projection import noise_inputs, noise_layers
 from ganprior.models.prior import GenerativePrior
 
@@ -40,7 +47,6 @@ from ganprior.models.prior import GenerativePrior
 FIT_CHUNK = 10_000
 #: noise handling: the generator's own constant maps, or PULSE's fresh maps (trained, fixed or zero)
 NOISE_TYPES = ("const", "trainable", "fixed", "zero")
-SR_KERNELS = ("degradation", "pulse-bicubic")
 
 
 class PulseNotConvergedWarning(UserWarning):
@@ -143,25 +149,6 @@ class SphereStart:
     trainable: list[torch.Tensor] = field(default_factory=list)
 
 
-def pulse_loss_operator(degradation: nn.Module, kernel: str) -> nn.Module:
-    """The degradation with every super-resolution step done by ``kernel`` (``"degradation"``: as is)."""
-    from ganprior.degradations import Compose, SuperResolution
-
-    if kernel not in SR_KERNELS:
-        raise ValueError(f"sr_kernel must be one of {', '.join(SR_KERNELS)}, got {kernel!r}")
-    if kernel == "degradation":
-        return degradation
-
-    def swap(op: nn.Module) -> nn.Module:
-        if isinstance(op, SuperResolution) and op.factor != 1:
-            return SuperResolution(op.factor, kernel, reupsample=op.reupsample)
-        return op
-
-    if isinstance(degradation, Compose):
-        return Compose([swap(op) for op in degradation.ops])
-    return swap(degradation)
-
-
 @register_method
 class PULSE(Method):
     name = "pulse"
@@ -178,13 +165,9 @@ class PULSE(Method):
         "noise": "trainable",
         "trainable_noise_layers": 5,
         "bad_noise_layers": [-1],
-        "sr_kernel": "pulse-bicubic",
+        "sr_operator": "pulse-bicubic",  # loss.py:11 BicubicDownSample; 'degradation' = the task's operator
         **CLASS_SEARCH_DEFAULTS,
     }
-
-    def reconstruction_loss(self, prior, degradation, observation, weight, l2_weight, perceptual_weight=1.0):
-        operator = pulse_loss_operator(degradation, self.options["sr_kernel"])
-        return super().reconstruction_loss(prior, operator, observation, weight, l2_weight, perceptual_weight)
 
     def runs_alone(self, prior: GenerativePrior) -> bool:
         """The stacked (batched) loop has neither noise maps, the eps clamp nor PULSE's return rule."""
