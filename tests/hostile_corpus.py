@@ -425,6 +425,11 @@ def corpus_items() -> list[Item]:
         ("missing_layer.pkl", "CorruptCheckpointError", _drop_child,
          "official pickle missing a layer its attributes imply (KeyError inside the build)"),
     ]
+    import hostile_dill  # issue 29: a refused twin of every record shape accepted for XL snapshots
+
+    for name, expected, _, what in hostile_dill.twins(""):
+        items.append(Item(name, expected, (lambda n: lambda d: _write(d, n, {
+            t[0]: t[2] for t in hostile_dill.twins(marker_cmd.format(folder=d))}[n]))(name), what))
     official += [
         ("module_cycle.pkl", "CorruptCheckpointError", (lambda data: None, _module_cycle),
          "official pickle whose G_ema.mapping shares G_ema's _modules dict (a cycle; RecursionError once)"),

@@ -15,6 +15,7 @@ their storage. ``loading/torch_files.py`` applies it to whole ``torch.save`` fil
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickletools
 import re
@@ -90,19 +91,42 @@ _NP_RECONSTRUCT = {f"{m}._reconstruct" for m in _NP_MODULES}
 _NP_SCALAR = {f"{m}.scalar" for m in _NP_MODULES}
 _NP_ARRAY_CLASS = "numpy.ndarray"
 _DILL_ARRAY = "dill._dill._create_array"
+# dill 0.3.4 writes NumPy's builtin functions as ``_get_attr(_import_module(<module>), <name>)``.
+_DILL_IMPORT, _DILL_GETATTR, _DILL_LOAD_TYPE = "dill._dill._import_module", "dill._dill._get_attr", "dill._dill._load_type"
+NUMPY_BUILTIN_MODULES = ("numpy.core._multiarray_umath", "numpy._core._multiarray_umath", "numpy.core.multiarray",
+                         "numpy._core.multiarray")
+NUMPY_BUILTINS = {"scalar": "numpy._core.multiarray.scalar", "_reconstruct": "numpy._core.multiarray._reconstruct"}
+_PERSISTENT = "torch_utils.persistence._reconstruct_persistent_obj"
+SKIPPED_KEY = "D"  # the top-level entry of a snapshot that ganprior never uses unless it is a persistent network
+# Modules and names a network checkpoint can only mention as an attack: refused anywhere, skipped records included.
+DANGEROUS_MODULES = {
+    "os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket", "importlib",
+    "runpy", "code", "codeop", "pty", "ctypes", "multiprocessing", "pickle", "_pickle", "marshal", "types",
+    "webbrowser", "functools", "operator", "io", "pathlib", "tempfile", "urllib", "http", "requests",
+}
+DANGEROUS_NAMES = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "open", "system", "apply"}
+# Inside the skipped record every global is inert, but these still only ever mean an attack. (dill 0.4 writes
+# closure cells as ``getattr(dill._dill, '_setattr', setattr)(cell, ...)``, hence builtins.getattr/setattr there.)
+_SKIP_REFUSED_MODULES = DANGEROUS_MODULES - {"builtins", "__builtin__", "types", "functools", "operator"}
+_SKIP_REFUSED_NAMES = DANGEROUS_NAMES - {"getattr", "setattr"}
 # Plain numeric dtypes only (bool, ints, floats, complex): no object, string, void or structured dtypes.
 _DTYPE_CODE = re.compile(r"[<>|=]?(?:[biufc][0-9]{1,2}|[?bBhHiIlLqQefdgFDG])\Z")
 _LOAD_FROM_BYTES = "torch.storage._load_from_bytes"
 _SMALL_INT = 1 << 31
 
 
-class Node:
-    """A container or object on the modelled stack: its kind, nesting depth and (small tuples) items."""
+_SERIAL = itertools.count(1)
 
-    __slots__ = ("kind", "depth", "items", "info", "count")
+
+class Node:
+    """A container or object on the modelled stack: its kind, nesting depth, (small tuples) items, and a serial
+    number that orders creations (what was made inside a skipped record is recognised by it)."""
+
+    __slots__ = ("kind", "depth", "items", "info", "count", "serial")
 
     def __init__(self, kind: str, depth: int, items: tuple | None = None, info: object = None) -> None:
         self.kind, self.depth, self.items, self.info, self.count = kind, depth, items, info, 0
+        self.serial = next(_SERIAL)
 
 
 class _Str(str):
@@ -205,6 +229,12 @@ class PickleScan:
         self.tensor_bytes = 0
         self.tensor_numel = 0
         self.n_tensors = 0
+        # The skipped record (see _enter_skip): stack index of its value, serials made inside it, and for every
+        # GLOBAL/STACK_GLOBAL in file order whether it lies inside (the unpickler then resolves it to an inert record).
+        self.skip_base = -1
+        self.skip_serials = (0, 0)
+        self.skip_done = False
+        self.global_skipped: list[bool] = []
 
     # ---- helpers ----
     def _fail(self, message: str, kind: type = CheckpointLimitError) -> None:
@@ -331,6 +361,68 @@ class PickleScan:
         self.tensor_numel += numel
         return Node("obj", 1, info="tensor")
 
+    # ---- the skipped record: a top-level 'D' that is not a persistent network (XL's projected discriminator) ----
+    def _watch_skip(self, stack: list, marks: list[int], opcode: str) -> None:
+        """After a push at the top level of the top-level dict: opens the skipped region when the value of key
+        'D' starts with anything but a persistent-network record, and closes it at the next top-level key.
+
+        Only a top-level ``D`` is ever skipped, once; what is made inside it is inert at run time (its globals
+        resolve to :class:`~ganprior.loading.safe_pickle.SkippedRecord`), may not change anything made outside it,
+        and nothing outside it may use what it made (checked on every memo read)."""
+        n = len(stack)
+        if self.skip_base < 0:
+            if n >= 3 and n % 2 == 1 and marks == [1] and stack[n - 2] == SKIPPED_KEY and not self.skip_done \
+                    and type(stack[0]) is Node and stack[0].kind == "dict":
+                head = stack[-1]  # decided on the first object in the slot (a class's module name comes first)
+                if head is None or type(head) is str or (type(head) is Node and head.info == _PERSISTENT):
+                    return
+                self.skip_base = n - 1
+                if opcode in ("STACK_GLOBAL", "GLOBAL"):
+                    self.global_skipped[-1] = True  # the record's own first global
+                    self._check_global(head.info)
+                fresh = type(head) is Node and opcode not in ("BINGET", "LONG_BINGET", "DUP")
+                self.skip_serials = (head.serial - 1 if fresh else next(_SERIAL), 1 << 62)
+        elif n == self.skip_base + 2 and marks == [1] and type(stack[-1]) is str \
+                and type(stack[-2]) is Node and stack[-2].kind not in ("global", "module"):
+            self._leave_skip()  # the next top-level key, after a finished value (not a name or a callable)
+
+    def _skip_target(self, stack: list) -> None:
+        """Inside the skipped record, SETITEM(S)/APPEND(S)/ADDITEMS/BUILD may only change what it made itself."""
+        if stack and type(stack[-1]) is Node and not self._made_in_skip(stack[-1]):
+            self._fail(f"the skipped '{SKIPPED_KEY}' record changes an object made outside it", UnsafeCheckpointError)
+
+    def _leave_skip(self) -> None:
+        self.skip_serials = (self.skip_serials[0], next(_SERIAL))
+        self.skip_base, self.skip_done = -1, True
+
+    def _made_in_skip(self, value: object) -> bool:
+        lo, hi = self.skip_serials
+        return type(value) is Node and lo < value.serial < hi and value.kind not in ("bytes",)
+
+    def _inert(self, value: object) -> bool:
+        """Made inside the skipped region by something the unpickler resolves to an inert record."""
+        return type(value) is Node and value.info == "inert" and self._made_in_skip(value)
+
+    def _dill_helper(self, qual: str, args: Node) -> Node | None:
+        """dill's ``_import_module``/``_get_attr``: NumPy's builtin modules and functions only (anywhere), or an
+        inert record inside the skipped region; None when ``qual`` is not one of them."""
+        if qual not in (_DILL_IMPORT, _DILL_GETATTR):
+            return None
+        items = args.items or ()
+        if qual == _DILL_IMPORT and len(items) == 1 and items[0] in NUMPY_BUILTIN_MODULES:
+            return Node("module", 0, info=items[0])
+        if qual == _DILL_GETATTR and len(items) == 2 and type(items[0]) is Node and items[0].kind == "module" \
+                and items[1] in NUMPY_BUILTINS:
+            return Node("global", 0, info=NUMPY_BUILTINS[items[1]])
+        if self.skip_base >= 0:
+            return Node("obj", 0, info="inert")
+        self._fail(f"dill {qual.rsplit('.', 1)[1]} of something other than NumPy's own functions", UnsafeCheckpointError)
+
+    def _check_global(self, qual: str) -> None:
+        """Globals inside the skipped record: inert, but never a module or name that only an attack needs."""
+        if qual.split(".")[0] in _SKIP_REFUSED_MODULES or qual.rsplit(".", 1)[-1] in _SKIP_REFUSED_NAMES:
+            self._fail(f"checkpoint references {qual[:120]}", UnsafeCheckpointError)
+
     # ---- NumPy records: plain numeric dtypes only, element counts bounded by the bytes the file holds ----
     def _dtype_code(self, value: object) -> tuple[str, int] | None:
         """``(code, itemsize)`` of a plain numeric dtype code given as a short str or bytes, else None."""
@@ -427,7 +519,9 @@ class PickleScan:
         buf = self.buf
         end = len(buf)
         unpack_from = struct.unpack_from
+        watch = False  # slow path for memo reads: near the top level (the skipped record's edges) or after it
         while True:
+            watch = self.skip_done or (len(stack) < 16 and len(marks) < 2)
             n_ops += 1
             if not n_ops & 0xFFF:
                 if n_ops > limits.max_opcodes:
@@ -436,7 +530,7 @@ class PickleScan:
                     fail(f"more than {limits.max_items:,} objects on the stack")
             code = buf[pos] if pos < end else -1
             # Fast paths for the opcodes that make up most of a network pickle; same rules as below.
-            if code == 0x68 and pos + 1 < end:  # BINGET
+            if code == 0x68 and pos + 1 < end and not watch:  # BINGET
                 idx = buf[pos + 1]
                 if idx >= len(memo):
                     fail(f"memo entry {idx} is read before it is written", CorruptCheckpointError)
@@ -461,7 +555,7 @@ class PickleScan:
                 marks.append(len(stack))
                 pos += 1
                 continue
-            if code == 0x6A and pos + 4 < end:  # LONG_BINGET
+            if code == 0x6A and pos + 4 < end and not watch:  # LONG_BINGET
                 idx = unpack_from("<I", buf, pos + 1)[0]
                 if idx >= len(memo):
                     fail(f"memo entry {idx} is read before it is written", CorruptCheckpointError)
@@ -470,9 +564,12 @@ class PickleScan:
                 continue
             at = pos
             name, arg, pos = _decode(buf, pos, end, label)
+            skipping = self.skip_base >= 0
             if name == "BINGET" or name == "LONG_BINGET":
                 if arg >= len(memo):
                     fail(f"memo entry {arg} is read before it is written", CorruptCheckpointError)
+                if not skipping and self.skip_done and self._made_in_skip(memo[arg]):
+                    fail(f"an object of the skipped '{SKIPPED_KEY}' record is used outside it", UnsafeCheckpointError)
                 stack.append(memo[arg])
             elif name == "MEMOIZE":
                 if not stack:
@@ -518,6 +615,8 @@ class PickleScan:
                 items = self._to_mark(stack, marks, name)
                 if not stack:
                     fail(f"{name} with nothing to add to", CorruptCheckpointError)
+                if skipping:
+                    self._skip_target(stack)
                 if name != "APPENDS":
                     self._keys(name, items, pairs=name == "SETITEMS")
                 self._grow(stack[-1], items)
@@ -529,18 +628,29 @@ class PickleScan:
                 del stack[-k:]
                 if name == "SETITEM":
                     self._check_key(items[0])
+                if skipping:
+                    self._skip_target(stack)
                 self._grow(stack[-1], items)
             elif name == "REDUCE":
                 if len(stack) - (marks[-1] if marks else 0) < 2:
                     fail("REDUCE on too short a stack", CorruptCheckpointError)
                 args = stack.pop()
                 func = stack.pop()
-                if type(func) is not Node or func.kind != "global":
-                    fail("REDUCE calls something that is not a named global", UnsafeCheckpointError)
                 if type(args) is not Node or args.kind != "tuple":
                     fail("REDUCE arguments are not a tuple", CorruptCheckpointError)
+                if skipping and (self._inert(func) or (type(func) is Node and func.kind == "global"
+                                                       and self._made_in_skip(func))):
+                    stack.append(Node("obj", args.depth, info="inert"))
+                    continue
+                if type(func) is not Node or func.kind != "global":
+                    fail("REDUCE calls something that is not a named global", UnsafeCheckpointError)
                 qual = func.info
-                if qual == _LOAD_FROM_BYTES:
+                helper = self._dill_helper(qual, args)
+                if helper is not None:
+                    stack.append(helper)
+                elif skipping and qual == _DILL_LOAD_TYPE:
+                    stack.append(Node("obj", args.depth, info="inert"))
+                elif qual == _LOAD_FROM_BYTES:
                     stack.append(self._blob_storage(args))
                 elif qual in _TENSOR_REBUILDERS:
                     stack.append(self._tensor(args))
@@ -567,6 +677,9 @@ class PickleScan:
                     module = stack.pop()
                     if type(module) is not str or type(qualname) is not str:
                         fail("STACK_GLOBAL names are not short strings", UnsafeCheckpointError)
+                if skipping:
+                    self._check_global(f"{module}.{qualname}")
+                self.global_skipped.append(skipping)
                 stack.append(Node("global", 0, info=f"{module}.{qualname}"))
             elif name == "NEWOBJ" or name == "NEWOBJ_EX":
                 k = 3 if name == "NEWOBJ_EX" else 2
@@ -574,6 +687,9 @@ class PickleScan:
                     fail(f"{name} on too short a stack", CorruptCheckpointError)
                 parts = stack[-k:]
                 del stack[-k:]
+                if skipping and (self._inert(parts[0]) or self._made_in_skip(parts[0])):
+                    stack.append(Node("obj", 1 + max(map(_depth, parts[1:])), info="inert"))
+                    continue
                 if type(parts[0]) is not Node or parts[0].kind != "global":
                     fail(f"{name} of something that is not a named class", UnsafeCheckpointError)
                 if parts[0].info == _NP_ARRAY_CLASS:
@@ -585,6 +701,11 @@ class PickleScan:
                     fail("BUILD on too short a stack", CorruptCheckpointError)
                 state = stack.pop()
                 target = stack[-1]
+                if skipping:
+                    self._skip_target(stack)
+                    if self._inert(target):
+                        self._grow(target, [state])
+                        continue
                 if type(target) is not Node or target.kind != "obj" or \
                         (target.info != "newobj" and target.info not in _BUILD_OK):
                     what = target.info if type(target) is Node else type(target).__name__
@@ -616,6 +737,8 @@ class PickleScan:
                     fail("DUP on an empty stack", CorruptCheckpointError)
                 stack.append(stack[-1])
             elif name == "STOP":
+                if self.skip_base >= 0:
+                    self._leave_skip()
                 if len(stack) != 1 or marks:
                     fail("the pickle does not end with exactly one object", CorruptCheckpointError)
                 return stack[0], pos
@@ -625,6 +748,11 @@ class PickleScan:
                 fail(f"opcode {name} (at byte {at}) is never used by network checkpoints", UnsafeCheckpointError)
             else:
                 fail(f"unexpected opcode {name} at byte {at}", UnsafeCheckpointError)
+            if watch and not self.skip_done:
+                if self.skip_base >= 0 and len(stack) <= self.skip_base:
+                    self._leave_skip()  # the record's slot was consumed (e.g. by the top-level SETITEMS)
+                else:
+                    self._watch_skip(stack, marks, name)
 
     def check_aliasing(self) -> None:
         """Views may share storage, but all tensors together must not claim much more than is stored."""

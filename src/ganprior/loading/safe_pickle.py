@@ -27,7 +27,16 @@ import torch
 
 from ganprior.loading.errors import CheckpointError, CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
 from ganprior.loading.guards import open_regular
-from ganprior.loading.pickle_scan import ScanLimits, current_limits, over_limit, scan_official_pickle
+from ganprior.loading.pickle_scan import (
+    DANGEROUS_MODULES,
+    DANGEROUS_NAMES,
+    NUMPY_BUILTIN_MODULES,
+    SKIPPED_KEY,
+    ScanLimits,
+    current_limits,
+    over_limit,
+    scan_official_pickle,
+)
 from ganprior.loading.tensor_records import STORAGE_DTYPES, rebuild_parameter, rebuild_tensor, storage_from_bytes
 from ganprior.loading.torch_files import blob_layout
 
@@ -123,6 +132,44 @@ class OpaqueObject:
         return f"OpaqueObject({self._qualname})"
 
 
+class SkippedRecord:
+    """What every global inside a skipped part of a snapshot (XL's projected discriminator under ``'D'``)
+    resolves to: one inert record that accepts whatever pickle hands it, keeps none of it, and is dropped after
+    parsing. Nothing it is given is called; the pre-scan has already refused anything made there that the
+    used networks would reach."""
+
+    _instance: "SkippedRecord | None" = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "SkippedRecord":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "SkippedRecord":
+        return self
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+    def add(self, item: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "SkippedRecord()"
+
+
 _OPAQUE_CLASSES: dict[tuple[str, str], type] = {}
 
 
@@ -175,6 +222,26 @@ def _np_reconstruct(subtype: Any, shape: Any, code: Any) -> np.ndarray:
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
+class _NumpyModule:
+    """dill 0.3.4's ``_import_module('numpy._core._multiarray_umath')``: only its NumPy functions are reachable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _dill_import_module(name: Any, safe: bool = False) -> Any:
+    """``dill._dill._import_module``: NumPy's builtin modules as a name only; anything else (which the scan allows
+    only inside a skipped record) stays inert. Nothing is imported."""
+    return _NumpyModule(name) if name in NUMPY_BUILTIN_MODULES else SkippedRecord()
+
+
+def _dill_get_attr(obj: Any, name: Any) -> Any:
+    """``dill._dill._get_attr``: NumPy's ``scalar`` and ``_reconstruct`` (as the checked versions here)."""
+    if isinstance(obj, _NumpyModule) and name in _NUMPY_FUNCTIONS:
+        return _NUMPY_FUNCTIONS[name]
+    return SkippedRecord()
+
+
 def _load_type(name: str) -> Any:
     """``dill._dill._load_type``: builtin container types by name; anything else stays opaque."""
     known = {"set": set, "frozenset": frozenset, "list": list, "dict": dict, "tuple": tuple, "NoneType": type(None)}
@@ -221,6 +288,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 for _m in _NUMPY_MODULES:
     _ALLOWED[(_m, "_reconstruct")] = _np_reconstruct
     _ALLOWED[(_m, "scalar")] = _scalar
+_NUMPY_FUNCTIONS = {"_reconstruct": _np_reconstruct, "scalar": _scalar}
+_ALLOWED[("dill._dill", "_import_module")] = _dill_import_module
+_ALLOWED[("dill._dill", "_get_attr")] = _dill_get_attr
 
 
 def _create_array_checked(f: Any, args: tuple, state: Any, npdict: Any = None) -> np.ndarray:
@@ -238,23 +308,26 @@ def _create_array_checked(f: Any, args: tuple, state: Any, npdict: Any = None) -
 _ALLOWED[("dill._dill", "_create_array")] = _create_array_checked
 
 # Modules whose names in a network checkpoint can only mean an attack: refused outright, loudly.
-_DANGEROUS_MODULES = {
-    "os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket", "importlib",
-    "runpy", "code", "codeop", "pty", "ctypes", "multiprocessing", "pickle", "_pickle", "marshal", "types",
-    "webbrowser", "functools", "operator", "io", "pathlib", "tempfile", "urllib", "http", "requests",
-}
-_DANGEROUS_NAMES = {"eval", "exec", "compile", "getattr", "setattr", "__import__", "open", "system", "apply"}
+_DANGEROUS_MODULES, _DANGEROUS_NAMES = DANGEROUS_MODULES, DANGEROUS_NAMES
 
 
 class SafeUnpickler(pickle.Unpickler):
     """Allow-list unpickler for official network pickles (plain ``pickle`` or ``dill``)."""
 
-    def __init__(self, file: io.BufferedIOBase) -> None:
+    def __init__(self, file: io.BufferedIOBase, skipped_globals: list[bool] | None = None) -> None:
         super().__init__(file)
         self.nodes: list[PersistentNode] = []
         self.opaque: set[str] = set()
+        self.skipped_globals = skipped_globals  # per global in file order, from the pre-scan (None: none skipped)
+        self.n_globals = 0
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.skipped_globals is not None:
+            index, self.n_globals = self.n_globals, self.n_globals + 1
+            if index >= len(self.skipped_globals):
+                raise UnsafeCheckpointError("the pickle names more globals than its pre-scan saw")
+            if self.skipped_globals[index]:
+                return SkippedRecord
         if module == "torch_utils.persistence" and name == "_reconstruct_persistent_obj":
             return self._reconstruct_persistent_obj
         if (module, name) in _ALLOWED:
@@ -305,8 +378,8 @@ def load_official_pickle(path: str | Path) -> dict:
                                              "use a state-dict loader (torch.load(weights_only=True)) for it")
             raise CorruptCheckpointError(f"{path} is not a pickle file (bad header {head!r})")
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            scan_official_pickle(buf, str(path))  # before any object is built: depth, memo, sizes, opcodes
-            unpickler = SafeUnpickler(buf)
+            scan = scan_official_pickle(buf, str(path))  # before any object is built: depth, memo, sizes, opcodes
+            unpickler = SafeUnpickler(buf, scan.global_skipped)
             try:
                 data = unpickler.load()
             except CheckpointError as exc:
@@ -321,6 +394,8 @@ def load_official_pickle(path: str | Path) -> dict:
     if not isinstance(data, dict) or not any(isinstance(data.get(k), PersistentNode) for k in ("G_ema", "G")):
         raise CorruptCheckpointError(f"{path} holds no StyleGAN generator (keys: "
                                      f"{list(data)[:8] if isinstance(data, dict) else type(data).__name__})")
+    if isinstance(data.get(SKIPPED_KEY), SkippedRecord):
+        data[SKIPPED_KEY] = None  # parsed as inert records (XL's projected discriminator); ganprior never uses it
     for key in ("G_ema", "G", "D"):
         if isinstance(data.get(key), PersistentNode):
             check_module_tree(data[key], f"{path} ({key})")
