@@ -99,10 +99,11 @@ def test_mapped_operator_equals_deepinv(name):
     assert gap <= MAPPED_WITHIN["Decolorize"] if "decolorize" in name else gap <= 2e-6, gap
 
 
-#: CRI on one case (a small centroid bank keeps it quick), W+ on the others
+#: CRI on one case, W+ on the others; a given class and small latent samples keep each run well under a second
 RESTORED = [("inpaint", "cri"), ("decolorize", "wplus"), ("downsampling", "wplus"), ("blur", "wplus"),
             ("blurfft", "wplus"), ("inpaint*decolorize", "wplus")]
-SMALL_BANK = {"n_samples": 64, "n_clusters": 4}
+QUICK = {"cri": {"n_samples": 64, "n_clusters": 4, "cache": False, "compare_w_avg": False},
+         "wplus": {"w_avg_samples": 512}}
 
 
 @pytest.mark.parametrize("name, method", RESTORED)
@@ -110,13 +111,12 @@ def test_deepinv_path_equals_native_restore(name, method, prior, emoji):
     """GANPrior(y, physics) == ganprior.restore on the same observation, on deepinv's scale (max diff <= 1e-6)."""
     physics = _physics(name)
     y = physics(emoji)
-    options = SMALL_BANK if method == "cri" else {}
-    out = GANPrior(method, prior, steps=1, **options)(y, physics)
+    out = GANPrior(method, prior, steps=1, class_index=0, **QUICK[method])(y, physics)
     assert out.shape == emoji.shape and 0 <= float(out.min()) and float(out.max()) <= 1
     task, extra = _native_task(name, physics)
     obs = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
-    native = ganprior.restore(obs, task=task, method=method, model=prior, steps=1, value_range=(0, 1),
-                              options=options or None, progress=False, **extra)
+    native = ganprior.restore(obs, task=task, method=method, model=prior, steps=1, value_range=(0, 1), class_index=0,
+                              options=QUICK[method], progress=False, **extra)
     diff = float((out - (native.image + 1) / 2).abs().max())
     assert diff <= 1e-6, diff
 
@@ -128,7 +128,7 @@ def test_generic_path_is_consistent_on_compressed_sensing(prior, emoji):
     with pytest.raises(DeepinvMappingError, match="CompressedSensing"):
         from_deepinv(physics)
     y = physics(emoji)
-    model = GANPrior("wplus", prior, steps=3)
+    model = GANPrior("wplus", prior, steps=3, class_index=0, **QUICK["wplus"])
     out = model(y, physics)
     assert out.shape == emoji.shape and 0 <= float(out.min()) and float(out.max()) <= 1
     generator = (model.last_results[0].image + 1) / 2
@@ -143,7 +143,7 @@ def test_noise_model_is_read_and_skips_fusion(prior, emoji):
     ops = list(from_deepinv(physics).ops)
     assert isinstance(ops[-1], Denoising) and ops[-1].sigma == pytest.approx(0.1)  # ganprior's [-1, 1] scale
     y = physics(emoji)
-    model = GANPrior("wplus", prior, steps=1)
+    model = GANPrior("wplus", prior, steps=1, class_index=0, **QUICK["wplus"])
     out = model(y, physics)
     result = model.last_results[0]
     assert torch.equal(out, (result.generator_output + 1) / 2)  # noisy observed pixels are not pasted back
