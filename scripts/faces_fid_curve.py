@@ -50,13 +50,16 @@ def _uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def score(images: torch.Tensor, styles: np.ndarray, ref: dict, extractor, net) -> dict:
-    """FID, KID and attribute-histogram distance of ``images`` (float NCHW in [-1, 1]) vs the held-out split."""
+    """FID, KID (when ``extractor``) and attribute-histogram distance (when ``net``) of ``images``
+    (float NCHW in [-1, 1]) vs the held-out split."""
     from ganprior.metrics.fid import frechet_distance_of_features, kernel_distance
 
-    features = chunked_features(images, extractor)
-    n = min(len(features), len(ref["features"]))
-    out = {"fid": frechet_distance_of_features(features, ref["features"]),
-           "kid": float(kernel_distance(features, ref["features"], subset_size=min(n, 1000))[0])}
+    out = {}
+    if extractor is not None:
+        features = chunked_features(images, extractor)
+        n = min(len(features), len(ref["features"]))
+        out["fid"] = frechet_distance_of_features(features, ref["features"])
+        out["kid"] = float(kernel_distance(features, ref["features"], subset_size=min(n, 1000))[0])
     if net is not None:
         attrs = visible_attrs(predict(net, _uint8(images), styles)[1], net.attr_names, ref["vocab"])
         tv = histogram_distance(attrs, ref["attrs"], net.attr_names, net.head_sizes)
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, default=DOCS / "faces_fid_curve.jsonl")
     parser.add_argument("--plot", type=Path, default=DOCS / "faces_fid_curve.png")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--no-inception", action="store_true",
+                        help="only the attribute-histogram distance (FID/KID cost ~0.5-3 CPU-s per image here)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     points = read_points(args.log)
@@ -107,20 +112,22 @@ def main(argv: list[str] | None = None) -> None:
     if not args.plot_only:
         from ganprior.metrics.fid import InceptionFeatures
 
-        extractor = InceptionFeatures(device="cpu", batch_size=FID_BATCH)
+        extractor = None if args.no_inception else InceptionFeatures(device="cpu", batch_size=FID_BATCH)
         net = load_attribute_net(args.attr_net) if args.attr_net.is_file() else None
         test = load_faces_test(32)
         held = torch.from_numpy(test.images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        ref = {"features": chunked_features(held, extractor), "vocab": test.vocab}
+        ref = {"features": None if extractor is None else chunked_features(held, extractor), "vocab": test.vocab}
         if net is not None:  # predicted on both sides, so the classifier's own errors cancel
             ref["attrs"] = visible_attrs(predict(net, test.images, test.labels)[1], net.attr_names, test.vocab)
-        if not floor_path.is_file():
+        floor = json.loads(floor_path.read_text()) if floor_path.is_file() else {}
+        if (extractor is not None and "fid" not in floor) or (net is not None and "attr_hist_tv" not in floor):
             train = load_emoji_npz(args.data, "train")
             pick = np.concatenate([np.flatnonzero(train.labels == s)[:np.sum(test.labels == s)] for s in (0, 1)])
             reals = torch.from_numpy(train.images[pick]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-            atomic_write_text(floor_path, json.dumps(score(reals, train.labels[pick], ref, extractor, net)) + "\n")
-        done = {p["iteration"] for p in points}
-        kimgs = [p["kimg"] for p in points]
+            floor.update(score(reals, train.labels[pick], ref, extractor, net), samples=len(pick))
+            atomic_write_text(floor_path, json.dumps(floor) + "\n")
+        done = {p["iteration"] for p in points if extractor is None or "fid" in p}
+        kimgs = [p["kimg"] for p in points if p["iteration"] in done]
         candidates = sorted((args.run / "snapshots").glob("ckpt-*.pt"), key=snapshot_iteration)
         candidates = [(c, snapshot_iteration(c)) for c in candidates]
         candidates.append((args.run / "ckpt.pt", int(torch.load(args.run / "ckpt.pt", weights_only=True)["iteration"])))
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             styles = test.labels.copy()
             images = prior.sample(len(styles), classes=torch.from_numpy(styles), seed=args.seed)
             point = {"kimg": kimg, "iteration": iteration, "samples": len(styles),
+                     **{k: v for p in read_points(args.log) if p["iteration"] == iteration for k, v in p.items()},
                      **score(images, styles, ref, extractor, net),
                      "cpu_hours": round(training_cpu_hours(args.run / "log.jsonl", iteration, 0.0), 3),
                      "seconds": round(time.perf_counter() - started, 1),

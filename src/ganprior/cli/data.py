@@ -41,10 +41,10 @@ def build(cache_dir: Path, asset_path: Path | None, max_skin_variants: int) -> N
               show_default=True, help="Where faces_{32,64}.npz go.")
 @click.option("--asset", "asset_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where the held-out test split goes (default: the package's assets/faces32/faces_test.npz).")
-@click.option("--train-per-style", type=click.IntRange(min=1), default=20000, show_default=True,
+@click.option("--train-per-style", type=click.IntRange(min=1), default=15000, show_default=True,
               help="Training images per style (seeds 0..N-1); the data is procedural, so more is only time.")
-@click.option("--test-per-style", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Held-out images per style (seeds from 1e9, disjoint from training).")
+@click.option("--test-per-style", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Held-out images per style (seeds from 1e9, disjoint from training; 300 is the shipped split).")
 def build_faces(cache_dir: Path, asset_path: Path | None, train_per_style: int, test_per_style: int) -> None:
     """Render the cartoon-faces dataset (DiceBear avataaars + facesjs) with the pinned node renderer."""
     try:
