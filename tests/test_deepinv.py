@@ -111,7 +111,9 @@ def test_deepinv_path_equals_native_restore(name, method, prior, emoji):
     """GANPrior(y, physics) == ganprior.restore on the same observation, on deepinv's scale (max diff <= 1e-6)."""
     physics = _physics(name)
     y = physics(emoji)
-    out = GANPrior(method, prior, steps=1, class_index=0, **QUICK[method])(y, physics)
+    model = GANPrior(method, prior, steps=1, class_index=0, **QUICK[method])
+    out = model(y, physics)
+    assert model.last_path == "native"
     assert out.shape == emoji.shape and 0 <= float(out.min()) and float(out.max()) <= 1
     task, extra = _native_task(name, physics)
     obs = y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
@@ -130,6 +132,7 @@ def test_generic_path_is_consistent_on_compressed_sensing(prior, emoji):
     y = physics(emoji)
     model = GANPrior("wplus", prior, steps=3, class_index=0, **QUICK["wplus"])
     out = model(y, physics)
+    assert model.last_path.startswith("generic") and "CompressedSensing" in model.last_path
     assert out.shape == emoji.shape and 0 <= float(out.min()) and float(out.max()) <= 1
     generator = (model.last_results[0].image + 1) / 2
     residual = float((physics.A(out) - y).norm() / y.norm())
@@ -194,3 +197,22 @@ def test_example_restores_and_scores_with_deepinv_psnr(capsys):
     assert line.startswith("sr2: 1 held-out emoji, deepinv PSNR (dB)")
     assert f"{scores['ganprior']:.2f}" in line and f"{scores['A_dagger']:.2f}" in line
     assert 10 < scores["ganprior"] < 60 and 10 < scores["A_dagger"] < 60
+
+
+def test_missing_extra_says_how_to_install(monkeypatch):
+    import sys
+
+    from ganprior.deepinv.convert import require_deepinv
+
+    monkeypatch.setitem(sys.modules, "deepinv", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"pip install 'ganprior\[deepinv\]'"):
+        require_deepinv()
+
+
+def test_stacked_physics_are_refused_in_one_line(prior):
+    p = dinv.physics
+    stacked = p.Inpainting(img_size=SIZE, mask=_mask()).stack(p.Decolorize())
+    with pytest.raises(TypeError, match="stacked physics"):
+        GANPrior("wplus", prior)(torch.zeros(1, 3, 32, 32), stacked)
+    with pytest.raises(DeepinvMappingError, match="stacked"):
+        from_deepinv(stacked)

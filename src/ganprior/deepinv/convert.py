@@ -50,7 +50,7 @@ def require_deepinv() -> Any:
     """The ``deepinv`` module, or one line saying how to install the optional extra."""
     try:
         import deepinv
-    except ImportError as exc:  # pragma: no cover - the test extra installs it
+    except ImportError as exc:
         raise ImportError("ganprior.deepinv needs deepinv: pip install 'ganprior[deepinv]' (deepinv==0.5.0)") from exc
     return deepinv
 

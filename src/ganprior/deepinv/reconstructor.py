@@ -37,7 +37,8 @@ class GANPrior(dinv.models.Reconstructor):
     ``steps`` caps every stage,
     ``class_index``, ``seed`` and ``preset`` are passed on; any other keyword is a method option
     (``offset_steps=200``). ``fuse`` is ``"auto"``, ``"always"`` or ``"never"``. After a call,
-    ``last_results`` holds the ganprior results (native path) for inspection.
+    ``last_results`` holds the ganprior results and ``last_path`` says which path ran (``"native"``, or
+    ``"generic (<why the physics did not map>)"``).
     """
 
     def __init__(self, method: str = "cri", model: str | os.PathLike | Any | None = "emoji32", *,
@@ -56,6 +57,7 @@ class GANPrior(dinv.models.Reconstructor):
         self.fuse, self.progress, self.options = fuse, progress, dict(options)
         self._prior = None
         self.last_results: list[Any] = []
+        self.last_path: str | None = None
 
     @property
     def device(self) -> torch.device:
@@ -87,11 +89,16 @@ class GANPrior(dinv.models.Reconstructor):
     def forward(self, y: torch.Tensor, physics: Any, **kwargs: Any) -> torch.Tensor:
         if not isinstance(physics, dinv.physics.LinearPhysics):
             raise TypeError(f"GANPrior needs a deepinv LinearPhysics, got {type(physics).__name__}")
+        if isinstance(physics, dinv.physics.StackedPhysics):
+            raise TypeError("GANPrior restores from one measurement tensor; stacked physics (TensorList) are not supported")
         try:
             degradation = from_deepinv(physics, noise=False)  # the noise sets the fusion, not the task
-            return self._native(y, physics, degradation)
-        except DeepinvMappingError:
-            return self._generic(y, physics)
+            x = self._native(y, physics, degradation)
+            self.last_path = "native"
+        except DeepinvMappingError as exc:
+            x = self._generic(y, physics)
+            self.last_path = f"generic ({exc})"
+        return x
 
     # ----- the native ganprior path ---------------------------------------------------------------
     def _native(self, y: torch.Tensor, physics: Any, degradation: Any) -> torch.Tensor:
