@@ -312,9 +312,9 @@ DGP_IMAGENET_BIGGAN128 = Protocol(
         "Hole: centred square of side h//3 (128 px: rows/cols 43..84); the hole is filled with 0 (mid-grey).",
         "SR x4: observations by PIL Lanczos on truncated uint8 (DGP's target path), model degradation "
         "DIP's Lanczos-2 (kernel 'dgp-lanczos2'); scored on the full 128 px output, RGB, no border crop.",
-        "Fine-tuning schedules: paper appendix Tables 6 (colorization), 7 (inpainting), 8/9 (SR MSE-/D-biased); "
-        "the dgp method's 'paper' preset carries them ('dgp' = D-biased SR, column 'dgp-mse' = MSE-biased; "
-        "--preset code uses the official scripts' values, dgp_spec.md 1.7).",
+        "Fine-tuning schedules: the official 128 px scripts (experiments/imagenet1k_128/*/train.sh), the dgp "
+        "method's 'official' preset ('dgp' = SR/D_biased, column 'dgp-mse' = SR/MSE_biased); --preset paper "
+        "uses the appendix Tables 6-9 instead.",
         "Reconstruction (Table 1) has no official script; the dgp 'reconstruct' schedule is used.",
         "DGP computed SSIM with skimage's old defaults (7x7 uniform window, data range 2, per channel); we "
         "report SSIM with the Wang et al. settings on MATLAB-grey, so small offsets are expected.",
@@ -322,8 +322,9 @@ DGP_IMAGENET_BIGGAN128 = Protocol(
         "Colorization is scored in the paper by ResNet-50 accuracy (Table 4 / text); we report PSNR/SSIM "
         "as DGP's code logs them.",
         "Class labels are given (the list file's second column), as in the paper.",
-        "Scored image: the raw generator output, except colorization, whose 'ab' is recombined with the "
-        "observed lightness (DGP's code takes L* from the ground truth instead, dgp_spec.md 3.1).",
+        "Scored image: the raw generator output, except colorization, whose a*b* is kept with the lightness "
+        "that gives the observed grey ('lab-luma' fusion; DGP's code takes L* from the ground truth, "
+        "dgp_spec.md 3.1: both leave a perfect restoration unchanged).",
     ),
 )
 
