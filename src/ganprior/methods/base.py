@@ -86,20 +86,41 @@ class LossOperator(nn.Module):
     the ``SuperResolution`` kernel of that name).
     ``colorize=False``: colorization left out (CRI's ``col`` script scores colour centroid renders
     against the grey target, col:236-241).
+    ``gray="official"``: grey as CRI's ``col`` script takes it, of [0, 255] values (col:452-458): the weights
+    sum to 0.9999, so in [-1, 1] units its grey is ``to_gray(x) - 0.0001``, renders and observation alike
+    (:meth:`observation_view`); the MSE is unchanged, the perceptual network's input moves by 0.01275 levels.
     """
 
-    def __init__(self, degradation: nn.Module, sr: str = "degradation", colorize: bool = True) -> None:
+    def __init__(self, degradation: nn.Module, sr: str = "degradation", colorize: bool = True,
+                 gray: str = "unit") -> None:
         super().__init__()
         if sr not in SR_OPERATORS:
             raise ValueError(f"sr_operator must be one of {', '.join(SR_OPERATORS)}, got {sr!r}")
-        self.degradation, self.sr, self.colorize = degradation, sr, colorize
+        if gray not in GRAY_UNITS:
+            raise ValueError(f"gray_units must be one of {', '.join(GRAY_UNITS)}, got {gray!r}")
+        self.degradation, self.sr, self.colorize, self.gray = degradation, sr, colorize, gray
         self.ops = list(getattr(degradation, "ops", [degradation]))
+
+    def _gray_shift(self) -> float:
+        from ganprior.degradations import Colorization
+        from ganprior.degradations.colorization import GRAY_WEIGHTS
+
+        grey = self.gray == "official" and any(isinstance(op, Colorization) for op in self.ops)
+        return (1.0 - sum(GRAY_WEIGHTS)) if grey else 0.0
+
+    def observation_view(self, y: torch.Tensor) -> torch.Tensor:
+        """The observation in the units the official loss compares it in."""
+        shift = self._gray_shift()
+        return y - shift if shift else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ganprior.degradations import Colorization, SuperResolution
 
         for op in self.ops:
             if isinstance(op, Colorization) and not self.colorize:
+                continue
+            if isinstance(op, Colorization) and self.gray == "official":
+                x = op(x) - self._gray_shift()
                 continue
             if isinstance(op, SuperResolution) and self.sr == "pulse-bicubic" and op.factor != 1:
                 x = SuperResolution(op.factor, "pulse-bicubic", reupsample=op.reupsample)(x)
@@ -115,13 +136,16 @@ class LossOperator(nn.Module):
 SR_OPERATORS = ("degradation", "torch-bicubic", "pulse-bicubic")
 #: how the MSE averages when pixels are unobserved: over the observed ones, or over the whole image
 L2_AVERAGES = ("observed", "image")
+#: grey of [-1, 1] values (``unit``) or of [0, 255] values as CRI's colorization script (``official``)
+GRAY_UNITS = ("unit", "official")
 
 
-def loss_operator(degradation: nn.Module, sr_operator: str = "degradation", colorize: bool = True) -> nn.Module:
+def loss_operator(degradation: nn.Module, sr_operator: str = "degradation", colorize: bool = True,
+                  gray: str = "unit") -> nn.Module:
     """``degradation`` itself, or a :class:`LossOperator` when the loss must apply it otherwise."""
-    if sr_operator == "degradation" and colorize:
+    if sr_operator == "degradation" and colorize and gray == "unit":
         return degradation
-    return LossOperator(degradation, sr_operator, colorize)
+    return LossOperator(degradation, sr_operator, colorize, gray)
 
 
 def add_term(logged: dict[str, Any], name: str, weight: float, value: torch.Tensor | float) -> None:
@@ -165,7 +189,8 @@ class ReconstructionLoss(nn.Module):
         self.degradation = degradation
         self.weight = weight
         self.observation = observation
-        self.target = _masked(observation, weight)
+        view = getattr(degradation, "observation_view", None)
+        self.target = _masked(observation if view is None else view(observation), weight)
         self.perceptual_weight = perceptual_weight
         self.l2_weight = l2_weight
         self._area = 1.0 if weight is None or l2_average == "image" else float(weight.mean().clamp_min(1e-8))
@@ -439,7 +464,7 @@ class Method(ABC):
         o = self.options
         needs_net = perceptual_weight != 0
         perceptual = get_perceptual(o["perceptual"] if needs_net else "mse", prior)
-        operator = loss_operator(degradation, o.get("sr_operator", "degradation"))
+        operator = loss_operator(degradation, o.get("sr_operator", "degradation"), gray=o.get("gray_units", "unit"))
         return ReconstructionLoss(perceptual, operator, observation, weight, perceptual_weight, l2_weight,
                                   o.get("l2_average", "observed"), o.get("l2_max_size"))
 

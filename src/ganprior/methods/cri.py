@@ -68,6 +68,7 @@ class CRI(Method):
         "l2_average": "image",  # inp:290 (MSELoss mean over every pixel)
         "l2_max_size": 256,  # inp:285-290
         "sr_operator": "torch-bicubic",  # ds:311
+        "gray_units": "official",  # col:452-458 (grey of [0, 255] values)
         "centroid_score": "official",
         **CLASS_SEARCH_DEFAULTS,  # also the centroid bank's size and scoring chunk
         "cache": True,
@@ -111,7 +112,7 @@ class CRI(Method):
             return loss
         degradation = loss.degradation
         degradation = degradation.degradation if isinstance(degradation, LossOperator) else degradation
-        operator = loss_operator(degradation, o["sr_operator"], colorize=rule == "degraded")
+        operator = loss_operator(degradation, o["sr_operator"], colorize=rule == "degraded", gray=o["gray_units"])
         return ReconstructionLoss(loss.perceptual, operator, loss.observation, loss.weight, 1.0, 0.0)
 
     def tune(self, prior: GenerativePrior, base: torch.Tensor, pivot: torch.Tensor, run: RunStart,

@@ -66,6 +66,7 @@ _CRI_SHARED_OFFICIAL = {
     "l2_average": "image",  # inp:290  MSELoss(reduction='mean') over every pixel (holes 0 in both)
     "l2_max_size": 256,  # inp:285-290  the MSE is taken after the 256² area reduction
     "sr_operator": "torch-bicubic",  # ds:311  F.interpolate(mode='bicubic'), no antialias
+    "gray_units": "official",  # col:452-458  grey of [0, 255] values (weights sum to 0.9999)
     "centroid_score": "official",  # inp:243-252, col:236-243, ds:267-274  LPIPS only
 }
 #: StyleGAN-XL PTI (run_inversion.py), official units
