@@ -5,8 +5,9 @@ applies to. ``presets.preset_options`` adds these to what it sets itself (CRI, S
   * W / W+ on StyleGAN2 (and StyleGAN3, which has no noise inputs: w noise only): the StyleGAN2-ADA
     projector (``NVlabs/stylegan2-ada-pytorch@d72cc7d projector.py:25-129``): noise maps re-drawn,
     optimised and re-normalised, regulariser 1e5, w noise 0.05·w_std·(1 − t/0.75)², peak lr 0.1,
-    1000 steps, 10 000 w samples. W+ is the PTI repository's ``w_plus_projector.py`` (the same loop with
-    one w per layer). On StyleGAN-XL: ``run_inversion.project`` (no noise, no w noise), the defaults.
+    1000 steps, 10 000 w samples. W+ runs the same loop with one w per layer (the form of the PTI
+    repository's ``w_plus_projector.py``) at these settings. On StyleGAN-XL: ``run_inversion.project``
+    (no noise, no w noise), the defaults.
   * PTI on StyleGAN2: the PTI repository (``danielroich/PTI@da94d59``): W projection with the SG2-ADA
     noise handling, 450 steps at peak lr 0.01 (``hyperparameters.py:20``, ``w_projector.py:28``), start
     from 600 w samples (``base_coach.py:101``), perceptual only (NVIDIA VGG16); tuning 350 steps at
