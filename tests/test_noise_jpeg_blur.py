@@ -209,3 +209,16 @@ def test_a_prior_that_explains_the_photo_beats_the_classical_estimate(task, tmp_
     fused = consistent_fuse(op, good, y)
     assert op[0].last_fusion["prior_weight"] > 0.5
     assert _psnr(fused, clean) > _psnr(op[0].classical_estimate(y), clean) + 1
+
+
+def test_a_photo_not_compressed_with_the_stated_quality_is_refused_for_jpeg(tmp_path):
+    clean = _photo(96, 128)
+    sharp = from_uint8(to_uint8(clean))
+    with pytest.raises(DegradationError, match="not JPEG-compressed with IJG quality 30") as caught:
+        calibrate(parse_task("jpeg30", **CONSISTENT_FUSION), sharp)
+    assert "\n" not in str(caught.value)
+    q75 = _jpeg_file(clean, tmp_path / "q75.jpg", quality=75)
+    with pytest.raises(DegradationError, match="off that grid"):
+        calibrate(parse_task("jpeg30", **CONSISTENT_FUSION), q75)  # the wrong quality stated, a PNG of it
+    calibrate(parse_task("jpeg75", **CONSISTENT_FUSION), q75)  # the right one passes
+    calibrate(parse_task("jpeg30", **CONSISTENT_FUSION), q75, tmp_path / "q75.jpg")  # the file's tables win

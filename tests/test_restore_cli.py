@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from ganprior.cli.main import cli
 from ganprior.degradations import Blur
@@ -32,6 +33,7 @@ def workdir(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
     save_image(torch.rand(1, 3, H, W, generator=g) * 2 - 1, root / "photo.png")
     save_image(Blur(2.0)(torch.rand(1, 3, H, W, generator=g) * 2 - 1), root / "blurred.png")  # deblur refuses sharp
+    Image.open(root / "photo.png").save(root / "compressed.jpg", quality=75)  # jpeg refuses an uncompressed photo
     return root
 
 
@@ -61,8 +63,8 @@ def base_args(workdir, out, method="wplus"):
 ])
 def test_every_task_returns_the_photo_size_times_scale(workdir, tmp_path, task, extra, factor):
     out = tmp_path / "out"
-    name = "blurred" if task == "deblur" else "photo"
-    result = run(workdir, workdir / f"{name}.png", "--task", task, *extra, *base_args(workdir, out))
+    name, suffix = {"deblur": ("blurred", "png"), "jpeg": ("compressed", "jpg")}.get(task, ("photo", "png"))
+    result = run(workdir, workdir / f"{name}.{suffix}", "--task", task, *extra, *base_args(workdir, out))
     assert result.exit_code == 0, result.output
     restored = load_image(out / name / "restored.png")
     assert restored.shape[-2:] == (H * factor, W * factor)

@@ -55,7 +55,7 @@ def _ops(degradation: Degradation) -> list[Degradation]:
 def calibrate(degradation: Degradation, y: torch.Tensor, source: Any = None) -> None:
     """Fit the operators to the photo ``y`` before restoring: estimate the noise level where it was not
     given, use a JPEG file's own tables (``source`` is the path or PIL image the photo came from), and
-    refuse a photo that the last operator, a blur, cannot have made (:class:`DegradationError`, one line)."""
+    refuse a photo that the last operator, a blur or JPEG, cannot have made (:class:`DegradationError`, one line)."""
     ops = _ops(degradation)
     for op in ops:
         if isinstance(op, (Denoising, Blur)):
@@ -65,7 +65,7 @@ def calibrate(degradation: Degradation, y: torch.Tensor, source: Any = None) -> 
         tables = tables_from_file(source)
         if tables is not None:
             last.use_tables(tables)
-    if isinstance(last, Blur) and last.fusion == "project":
+    if isinstance(last, (Blur, JPEG)) and last.fusion == "project":
         last.check_range(y)
 
 

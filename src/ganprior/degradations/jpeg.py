@@ -9,6 +9,8 @@
   :class:`QuantisationBox` recovers ``k`` from the decoded photo (the encoder's own conversion: JFIF
   YCbCr, 2x2 box downsampling of chroma; the decoder's triangle chroma upsampling is undone) and projects
   any image into the box.
+* :meth:`JPEG.check_range` refuses a photo whose coefficients are not on the tables' grid (an uncompressed
+  photo, or another quality).
 * The tables are the file's own (``Image.quantization``, with its chroma subsampling) when the photo is a
   JPEG file (:func:`tables_from_file`), else the IJG tables for the stated quality at 4:2:0.
 * Fusion ``"project"`` (what ``ganprior.restore`` uses): a classical estimate ``d`` (non-local means
@@ -45,6 +47,12 @@ _CHROMA_TABLE = [
 #: step, then projection into the box (measured on quality-30 skimage photos: 0.05 gains 0.3-0.5 dB over the
 #: decoded file, 0.1 and 0.15 lose on some; total-variation decoding gained at most 0.4 dB and lost on some)
 DEBLOCK_SIGMA_PER_STEP = 0.05
+#: range check: over the luma coefficients with a step >= 4 and a non-zero stored integer, a decoded JPEG sits
+#: within this mean distance of its grid (measured on skimage photos: 0.02-0.07 step with the right tables,
+#: 0.26-0.27 for an uncompressed photo or another quality, 0.25 being a uniform offset) ...
+GRID_OFFSET = 0.15
+#: ... judged only when at least this many such coefficients exist
+GRID_COUNT = 200
 #: at most this many rounds alternate the box with clamping to [-1, 1], until the clamp moves no value by
 #: more than the tolerance (0.006/255)
 CLAMP_ROUNDS, CLAMP_TOLERANCE = 20, 5e-5
@@ -181,6 +189,13 @@ class QuantisationBox:
         #: the stored integers k of every coefficient (recovered from the decoded pixels)
         self.bins = [torch.round(_blocks(_pad_to(p, 8)) / q) for p, q in zip(planes, self.steps)]
 
+    def grid_offset(self, y: torch.Tensor) -> tuple[float, int]:
+        """(mean distance in steps of ``y``'s informative luma coefficients from their grid, their count)."""
+        c, k = self.coefficients(y)[0], self.bins[0]
+        informative = (self.steps[0] >= 4).expand_as(c) & (k != 0)
+        count = int(informative.sum())
+        return (float((c - k).abs()[informative].mean()) if count else 0.0), count
+
     def coefficients(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's DCT coefficients of ``x`` (Y, Cb, Cr), divided by their quantisation steps."""
         ycc = to_ycbcr(x)
@@ -288,6 +303,16 @@ class JPEG(Degradation):
             d = box.project(smooth).clamp(-1, 1)
             self._box = (key, box, d, float((smooth - d).double().square().sum()))
         return self._box[1], self._box[2], self._box[3]
+
+    def check_range(self, y: torch.Tensor) -> None:
+        """Refuse a photo that these tables did not quantise (one line): its DCT coefficients would be off
+        the grid, and the quantisation box would be the wrong constraint."""
+        offset, count = QuantisationBox(y, self.tables).grid_offset(y)
+        if count >= GRID_COUNT and offset > GRID_OFFSET:
+            raise DegradationError(
+                f"the photo was not JPEG-compressed with {self.tables.source} (its DCT coefficients are "
+                f"{offset:.2f} of a step off that grid; a JPEG sits within 0.1): give the JPEG file itself "
+                f"(its own tables are read) or the quality it was saved at")
 
     def classical_estimate(self, y: torch.Tensor) -> torch.Tensor:
         """Non-local means deblocking projected into the quantisation box (the classical decoding)."""
