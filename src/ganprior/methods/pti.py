@@ -235,7 +235,8 @@ class PTI(Method):
                             noise=noise)
         loss = self.tuning_distance(prior, loss, run)
         tuning_loss = loss.with_weights(o["perceptual_weight"], o["tuning_l2_weight"])
-        tuned = pivotal_tuning(prior, pivot, c, tuning_loss, recorder, **tuning_options(o), seed=seed)
+        stop = {"tuning_stop_perceptual": run.extras.get("tuning_stop_perceptual", o["tuning_stop_perceptual"])}
+        tuned = pivotal_tuning(prior, pivot, c, tuning_loss, recorder, **tuning_options({**o, **stop}), seed=seed)
         return self.finish(prior, pivot, run, generator_delta(prior, tuned), tuned)
 
     def runs_alone(self, prior: GenerativePrior) -> bool:
@@ -247,7 +248,8 @@ class PTI(Method):
     def tuning_distance(self, prior: GenerativePrior, loss: ReconstructionLoss, run: RunStart) -> ReconstructionLoss:
         """``loss`` with the tuning stage's perceptual network (``tuning_perceptual``; the PTI repository
         tunes with the lpips package's AlexNet, base_coach.py:36). Offline without its weights the
-        projection's network stays, with a warning; ``extras['tuning_perceptual']`` says which ran."""
+        projection's network stays, with a warning, and the early stop (a threshold on that LPIPS) is off;
+        ``extras['tuning_perceptual']`` says which ran."""
         name = self.options["tuning_perceptual"]
         if not name:
             run.extras["tuning_perceptual"] = loss.perceptual.name
@@ -255,9 +257,13 @@ class PTI(Method):
         try:
             net = get_perceptual(name, prior)
         except PerceptualUnavailableError as exc:
+            stop = self.options["tuning_stop_perceptual"]
             warnings.warn(f"tuning_perceptual {name!r} is unavailable ({exc}); tuning with "
-                          f"{loss.perceptual.name!r} instead", PerceptualFallbackWarning, stacklevel=3)
+                          f"{loss.perceptual.name!r} instead" + (f", without the early stop at {name} <= {stop:g}"
+                                                                 if stop else ""),
+                          PerceptualFallbackWarning, stacklevel=3)
             run.extras["tuning_perceptual"] = loss.perceptual.name
+            run.extras["tuning_stop_perceptual"] = 0.0
             return loss
         tuned = loss.with_weights(loss.perceptual_weight, loss.l2_weight)
         tuned.perceptual = net
