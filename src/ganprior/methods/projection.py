@@ -165,7 +165,7 @@ def optimize_ws(
         if maps and noise.regularize_weight:
             reg = noise_regularization(maps).sum()
             total = total + noise.regularize_weight * reg
-            logged["noise_reg"] = float(reg.detach())
+            add_term(logged, "noise_reg", noise.regularize_weight, reg)
         return total, logged, img
 
     with torch.enable_grad(), frozen(prior, loss.perceptual):

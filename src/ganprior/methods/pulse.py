@@ -36,6 +36,7 @@ from ganprior.methods.base import (
     Method,
     Result,
     RunStart,
+    add_term,
     frozen,
     optimize,
     register_method,
@@ -203,7 +204,8 @@ class PULSE(Method):
                 terms["l2"] = terms["l2"].clamp_min(clamp)
             cross = geocross(w)
             total = (run.loss.total(terms) + o["geocross_weight"] * cross).sum()
-            logged = {k: float(v.detach().sum()) for k, v in terms.items()} | {"geocross": float(cross.detach().sum())}
+            logged = run.loss.logged(terms)
+            add_term(logged, "geocross", o["geocross_weight"], cross)
             state = [p.detach().clone() for p in params]
             value = float(total.detach())
             if value < track["best"]:
