@@ -138,7 +138,8 @@ def _cri(prior, vgg, task: str, **options):
 def test_items_1_4_5_6_cri_stage1_step0_and_centroid_match_official(xl, task, monkeypatch, one_thread):
     """Stage 1, official (inp:286-296 / col:274-285 / ds:309-328): LPIPS + λ1·MSE on [0, 255] images
     (λ1 = 100 / 10 / 100, inp:290, col:279, ds:314) + λ2‖offset‖ (0 at step 0); SR through torch bicubic
-    without antialias (ds:311); the centroid by LPIPS alone (inp:243-252, col:236-243, ds:267-274)."""
+    without antialias (ds:311); grey of [0, 255] values (col:452-458); the centroid by LPIPS alone
+    (inp:243-252, col:236-243, ds:267-274). Before the official presets: 1.45 / centroid 9 / 1.61."""
     prior, vgg, clean, bank = xl
     monkeypatch.setattr(cri_module, "centroid_bank", lambda *a, **k: bank)
     degradation, observation, weight = _task(task, clean)
@@ -153,7 +154,7 @@ def test_items_1_4_5_6_cri_stage1_step0_and_centroid_match_official(xl, task, mo
 
 @pytest.mark.parametrize("task", ["inpaint", "colorize", "sr2"])
 def test_items_2_3_cri_stage2_matches_official(xl, task, monkeypatch, one_thread):
-    """Stage 2, official (inp:128-156, col:…148, ds:…170): LPIPS + λ_L2·MSE on [0, 255] images with
+    """Stage 2, official (inp:128-156, col:123-150, ds:136-172): LPIPS + λ_L2·MSE on [0, 255] images with
     λ_L2 = 10 / 1 / 10 (inp:154, col:148, ds:170) + the locality term: 10·LPIPS of the [-1, 1] renderings
     fed raw to the VGG (inp:68-79), latents of the image's own class c[0] (inp:61). Step 1 is the first
     step where the locality term is not 0."""
