@@ -106,6 +106,9 @@ def test_returned_image_is_the_last_forward_pass(prior, images):
     assert len(result.frames) == 2
     # grad-mode vs no-grad rendering differs by float rounding (1.5e-6 seen); one more update moves it by 0.3
     assert (result.image - result.frames[-1].clamp(-1, 1)).abs().max() < 1e-5
+    first = result.losses[0]  # every term, unweighted and weighted (issue 22: per-term losses in run.json)
+    assert sum(first["weighted"].values()) == pytest.approx(first["loss"], rel=1e-6)
+    assert first["weighted"]["latent_prior"] == pytest.approx(0.02 * first["latent_prior"])
 
 
 def test_sr_candidates_are_scored_through_the_observation_path(prior, images):

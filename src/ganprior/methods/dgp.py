@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ganprior.classify.choice import ClassCandidates
 from ganprior.degradations import SuperResolution
-from ganprior.methods.base import Method, Result, RunRecorder, StepCallback, frozen, register_method
+from ganprior.methods.base import Method, Result, RunRecorder, StepCallback, add_term, frozen, register_method
 from ganprior.methods.centroids import render_chunk
 from ganprior.methods.dgp_presets import STAGE_OPTIONS, ScheduleError, Stage, resolve_schedule
 from ganprior.methods.pti import generator_delta
@@ -346,9 +346,12 @@ def fine_tune(tuned: GenerativePrior, latent: torch.Tensor, c: torch.Tensor, los
                     best_loss = value
                     with torch.no_grad():
                         torch._foreach_copy_(best, [p.detach() for p in live])
-                logged = {k: float(v.detach().sum()) for k, v in terms.items()}
-                recorder.losses.append({"stage": f"stage{s + 1}", "step": i, "loss": value, **logged,
-                                        "latent_prior": float(prior_term.detach())})
+                logged: dict[str, Any] = {}
+                add_term(logged, "mse", stage.mse_weight, terms["mse"])
+                if "d_features" in terms:
+                    add_term(logged, "d_features", stage.d_weight, terms["d_features"])
+                add_term(logged, "latent_prior", latent_weight, prior_term)
+                recorder.losses.append({"stage": f"stage{s + 1}", "step": i, "loss": value, **logged})
                 if recorder.frame_every and step_no % recorder.frame_every == 0:
                     recorder.frames.append(img.detach()[:1].cpu())
                 if not recorder.report(f"stage{s + 1}", i, value, img):
