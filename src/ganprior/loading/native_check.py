@@ -19,7 +19,11 @@ from typing import BinaryIO
 
 import torch
 
-from ganprior.loading.errors import CheckpointLimitError, CorruptCheckpointError, IntegrityError
+from ganprior.loading.errors import (
+    CheckpointLimitError,
+    CorruptCheckpointError,
+    IntegrityError,
+)
 from ganprior.loading.guards import open_regular
 from ganprior.loading.pickle_scan import current_limits, over_limit
 
@@ -110,7 +114,7 @@ def read_header(fh: BinaryIO, size: int, label: str) -> tuple[list[Entry], dict[
     return entries, metadata
 
 
-def _update(digest: "hashlib._Hash", name: str, dtype: str, shape: tuple[int, ...], data) -> None:
+def _update(digest: hashlib._Hash, name: str, dtype: str, shape: tuple[int, ...], data) -> None:
     digest.update(f"{name}\0{dtype}\0{list(shape)}\0".encode())
     digest.update(data)
 

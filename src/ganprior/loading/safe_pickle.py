@@ -5,9 +5,11 @@ Official pickles (StyleGAN2-ADA, StyleGAN3, StyleGAN-XL) store every network as
 Python source that the official loader ``exec``s. Here ``find_class`` is an allow-list: the
 persistence hook returns an inert :class:`PersistentNode`, tensors are rebuilt from their raw
 storages via ``torch.load(weights_only=True)``, a few pure-data constructors (OrderedDict, NumPy
-arrays and scalars, ``dill``'s array wrapper) are honoured, and any other global becomes an inert
-:class:`OpaqueObject` that records what it was given. Nothing from the file is ever called,
-imported or compiled.
+arrays and scalars, ``dill``'s array wrapper and dill 0.3.4's ``_get_attr(_import_module(numpy ...))``
+records) are honoured, and any other global becomes an inert :class:`OpaqueObject` that records what it was
+given. A top-level ``'D'`` that is not a persistent network (StyleGAN-XL's projected discriminator) is parsed
+as :class:`SkippedRecord` objects, as the pre-scan decided global by global, and dropped. Nothing from the file
+is ever called, imported or compiled.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ import io
 import mmap
 import pickle
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from ganprior.loading.errors import CheckpointError, CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
+from ganprior.loading.errors import (
+    CheckpointError,
+    CheckpointLimitError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+)
 from ganprior.loading.guards import open_regular
 from ganprior.loading.pickle_scan import (
     DANGEROUS_MODULES,
@@ -37,10 +45,13 @@ from ganprior.loading.pickle_scan import (
     over_limit,
     scan_official_pickle,
 )
-from ganprior.loading.tensor_records import STORAGE_DTYPES, rebuild_parameter, rebuild_tensor, storage_from_bytes
+from ganprior.loading.tensor_records import (
+    STORAGE_DTYPES,
+    rebuild_parameter,
+    rebuild_tensor,
+    storage_from_bytes,
+)
 from ganprior.loading.torch_files import blob_layout
-
-
 
 
 @dataclass
@@ -54,22 +65,22 @@ class PersistentNode:
 
     # ---- torch.nn.Module-like views of the stored ``__dict__`` ----
     @property
-    def parameters(self) -> "collections.OrderedDict[str, Any]":
+    def parameters(self) -> collections.OrderedDict[str, Any]:
         return self.state.get("_parameters") or collections.OrderedDict()
 
     @property
-    def buffers(self) -> "collections.OrderedDict[str, Any]":
+    def buffers(self) -> collections.OrderedDict[str, Any]:
         return self.state.get("_buffers") or collections.OrderedDict()
 
     @property
-    def children(self) -> "collections.OrderedDict[str, Any]":
+    def children(self) -> collections.OrderedDict[str, Any]:
         return self.state.get("_modules") or collections.OrderedDict()
 
     def attr(self, name: str, default: Any = None) -> Any:
         value = self.state.get(name, default)
         return value.item() if isinstance(value, np.generic) else value
 
-    def child(self, name: str) -> "PersistentNode | OpaqueObject":
+    def child(self, name: str) -> PersistentNode | OpaqueObject:
         return self.children[name]
 
     def __repr__(self) -> str:
@@ -89,7 +100,7 @@ class OpaqueObject:
         self.__dict__["_items"] = []
         self.__dict__["state"] = {}
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "OpaqueObject":
+    def __call__(self, *args: Any, **kwargs: Any) -> OpaqueObject:
         return _opaque_class("<call>", self._qualname)(*args)
 
     def __setstate__(self, state: Any) -> None:
@@ -138,9 +149,9 @@ class SkippedRecord:
     parsing. Nothing it is given is called; the pre-scan has already refused anything made there that the
     used networks would reach."""
 
-    _instance: "SkippedRecord | None" = None
+    _instance: SkippedRecord | None = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "SkippedRecord":
+    def __new__(cls, *args: Any, **kwargs: Any) -> SkippedRecord:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -148,7 +159,7 @@ class SkippedRecord:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "SkippedRecord":
+    def __call__(self, *args: Any, **kwargs: Any) -> SkippedRecord:
         return self
 
     def __setstate__(self, state: Any) -> None:
@@ -198,7 +209,7 @@ def _load_storage_bytes(b: bytes) -> torch.UntypedStorage | torch.TypedStorage:
         return storage_from_bytes(b[start:start + numel * itemsize], name)
     try:
         obj = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a bad/hostile storage blob
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UnsafeCheckpointError(f"refused a tensor storage blob ({type(exc).__name__}: {first[:120]})") from exc
     if not isinstance(obj, (torch.UntypedStorage, torch.TypedStorage)):
@@ -314,12 +325,28 @@ _DANGEROUS_MODULES, _DANGEROUS_NAMES = DANGEROUS_MODULES, DANGEROUS_NAMES
 class SafeUnpickler(pickle.Unpickler):
     """Allow-list unpickler for official network pickles (plain ``pickle`` or ``dill``)."""
 
-    def __init__(self, file: io.BufferedIOBase, skipped_globals: list[bool] | None = None) -> None:
+    def __init__(self, file: io.BufferedIOBase, skipped_globals: list[bool] | None = None,
+                 calls_skipped: dict[str, list[bool]] | None = None) -> None:
         super().__init__(file)
         self.nodes: list[PersistentNode] = []
         self.opaque: set[str] = set()
         self.skipped_globals = skipped_globals  # per global in file order, from the pre-scan (None: none skipped)
         self.n_globals = 0
+        self.counted = {qual: self._counted(qual, flags) for qual, flags in (calls_skipped or {}).items()
+                        if any(flags)}
+
+    def _counted(self, qual: str, flags: list[bool]) -> Any:
+        """The allowed function ``qual``, except that the calls the pre-scan placed inside the skipped record
+        return an inert record (the discriminator's storages and tensors are never built)."""
+        module, name = qual.rsplit(".", 1)
+        real, calls = _ALLOWED[(module, name)], iter(flags)
+
+        def call(*args: Any) -> Any:
+            skip = next(calls, None)
+            if skip is None:
+                raise UnsafeCheckpointError(f"the pickle calls {name} more often than its pre-scan saw")
+            return SkippedRecord() if skip else real(*args)
+        return call
 
     def find_class(self, module: str, name: str) -> Any:
         if self.skipped_globals is not None:
@@ -330,6 +357,8 @@ class SafeUnpickler(pickle.Unpickler):
                 return SkippedRecord
         if module == "torch_utils.persistence" and name == "_reconstruct_persistent_obj":
             return self._reconstruct_persistent_obj
+        if f"{module}.{name}" in self.counted:
+            return self.counted[f"{module}.{name}"]
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
         root = module.split(".")[0]
@@ -379,15 +408,18 @@ def load_official_pickle(path: str | Path) -> dict:
             raise CorruptCheckpointError(f"{path} is not a pickle file (bad header {head!r})")
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             scan = scan_official_pickle(buf, str(path))  # before any object is built: depth, memo, sizes, opcodes
-            unpickler = SafeUnpickler(buf, scan.global_skipped)
-            try:
-                data = unpickler.load()
-            except CheckpointError as exc:
-                raise type(exc)(f"{path}: {exc}") from exc
-            except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError, AttributeError,
-                    MemoryError, RuntimeError, RecursionError, OverflowError, ZeroDivisionError) as exc:
-                raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
-                                             f"{str(exc)[:160]}") from exc
+        # The mapping is closed before unpickling: its resident pages and the unpickler's memo of every blob
+        # would otherwise both count at the peak (twice the file; 0.6 GB more for XL's discriminator).
+        fh.seek(0)
+        unpickler = SafeUnpickler(fh, scan.global_skipped, scan.calls_skipped)
+        try:
+            data = unpickler.load()
+        except CheckpointError as exc:
+            raise type(exc)(f"{path}: {exc}") from exc
+        except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+                MemoryError, RuntimeError, RecursionError, OverflowError, ZeroDivisionError) as exc:
+            raise CorruptCheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
+                                         f"{str(exc)[:160]}") from exc
     if isinstance(data, tuple) and len(data) == 3:
         raise CorruptCheckpointError(f"{path} is a TensorFlow-era (G, D, Gs) pickle; these are not supported, "
                                      "use the PyTorch re-release of the checkpoint")
@@ -464,7 +496,7 @@ def iter_state(node: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]
             yield from iter_state(child, prefix + name + ".")
 
 
-def state_dict_of(node: Any) -> "collections.OrderedDict[str, torch.Tensor]":
+def state_dict_of(node: Any) -> collections.OrderedDict[str, torch.Tensor]:
     return collections.OrderedDict((k, v.detach().float() if v.is_floating_point() else v.detach())
                                    for k, v in iter_state(node))
 

@@ -14,8 +14,18 @@ import re
 import struct
 import zipfile
 
-from ganprior.loading.errors import CheckpointLimitError, CorruptCheckpointError, UnsafeCheckpointError
-from ganprior.loading.pickle_scan import STORAGE_ITEMSIZE, Node, PickleScan, ScanLimits, current_limits
+from ganprior.loading.errors import (
+    CheckpointLimitError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+)
+from ganprior.loading.pickle_scan import (
+    STORAGE_ITEMSIZE,
+    Node,
+    PickleScan,
+    ScanLimits,
+    current_limits,
+)
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
