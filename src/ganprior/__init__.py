@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["StopRestoration", "restore", "restore_batch"]
+__all__ = ["StopRestoration", "restore", "restore_batch", "restore_samples"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from ganprior.methods.base import StopRestoration
 
         return StopRestoration
+    if name == "restore_samples":
+        from ganprior.samples.restore import restore_samples
+
+        return restore_samples
     raise AttributeError(f"module 'ganprior' has no attribute {name!r}")

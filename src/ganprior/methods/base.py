@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -505,6 +506,14 @@ class RunStart:
     class_score: float | None
     class_source: str | None
     extras: dict[str, Any]
+    #: which start of its method this run takes: 0 = the usual one, k = the k-th alternative
+    #: (``ganprior.samples``: K restorations of one photo differ where the observation is silent)
+    rank: int = 0
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a run's rank-``rank`` alternative start: a stream apart from every other (seed, rank)."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
 _METHODS: dict[str, type[Method]] = {}

@@ -91,11 +91,14 @@ def project_batch(
     progress: bool = False,
     frame_every: int = 0,
     callbacks: Sequence[StepCallback | None] | None = None,
+    ranks: Sequence[int] | None = None,
 ) -> list[Result]:
     """``method`` (a ``w``/``wplus``/``cri``/``pulse``/``dgp`` instance) on every observation ``[1, C, h, w]``
     at once.
 
     ``degradation`` is one operator for all, or one per observation (their masks may differ).
+    ``ranks`` picks each run's start (``RunStart.rank``: 0 = the method's usual start; ``ganprior.samples``
+    gives the K copies of one photo ranks 0..K-1).
     """
     if not isinstance(method, (_ProjectionBase, CRI, PTI, PULSE, DGP)):
         raise ValueError(f"batched restoration supports {', '.join(BATCHED_METHODS)}; {method.name!r} runs one "
@@ -106,9 +109,10 @@ def project_batch(
     class_indices = list(class_indices) if class_indices is not None else [None] * n
     seeds = list(seeds) if seeds is not None else [0] * n
     callbacks = list(callbacks) if callbacks is not None else [None] * n
-    if not len(degradations) == len(weights) == len(class_indices) == len(seeds) == len(callbacks) == n:
-        raise ValueError("observations, degradations, weights, class_indices, seeds and callbacks must have the "
-                         "same length")
+    ranks = list(ranks) if ranks is not None else [0] * n
+    if not len(degradations) == len(weights) == len(class_indices) == len(seeds) == len(callbacks) == len(ranks) == n:
+        raise ValueError("observations, degradations, weights, class_indices, seeds, callbacks and ranks must have "
+                         "the same length")
     per_image = list(zip(degradations, observations, weights, class_indices, seeds, callbacks))
     if isinstance(method, DGP):
         starts = [method.begin(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
@@ -116,6 +120,8 @@ def project_batch(
         return [method.complete(prior, start, sel) for start, sel in zip(starts, method.select(prior, starts))]
     runs = [method.start(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
             for deg, obs, weight, cls, seed, callback in per_image]
+    for run, rank in zip(runs, ranks):
+        run.rank = rank
     c = torch.cat([run.c for run in runs])
     if isinstance(method, PULSE):
         return _pulse_batch(method, prior, runs, c, seeds)

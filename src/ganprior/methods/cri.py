@@ -86,14 +86,15 @@ class CRI(Method):
         return self.tune(prior, base, pivot, run, seed)
 
     def centroid_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> torch.Tensor:
-        """The frozen base ``[1, num_ws, w_dim]``: the class bank's centroid nearest to the observation."""
+        """The frozen base ``[1, num_ws, w_dim]``: the class bank's centroid nearest to the observation
+        (``run.rank`` k > 0: the (k+1)-th nearest, cycling through the bank)."""
         o, extras = self.options, run.extras
         with run.recorder.timed("centroids"):
             bank = centroid_bank(prior, run.class_index, o["n_clusters"], o["n_samples"], seed, cache=o["cache"])
             score = self.centroid_loss(run)
             scores = score_latents(prior, bank, run.c, score, o["chunk"])
-            best = int(scores.argmin())
-            extras.update(centroid_index=best, centroid_scores=[float(s) for s in scores],
+            best = int(scores.argsort()[run.rank % len(scores)]) if run.rank else int(scores.argmin())
+            extras.update(centroid_index=best, centroid_rank=run.rank, centroid_scores=[float(s) for s in scores],
                           centroid_score=o["centroid_score"], start_loss=float(scores[best]))
             if o["compare_w_avg"]:
                 w_avg = mean_w(prior, run.c, o["n_samples"], seed)[:, 0]

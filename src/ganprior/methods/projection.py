@@ -179,12 +179,15 @@ def mean_w(prior: GenerativePrior, c: torch.Tensor, n_samples: int, seed: int) -
     return w_stats(prior, c, n_samples, seed)[0]
 
 
-def w_stats(prior: GenerativePrior, c: torch.Tensor, n_samples: int, seed: int) -> tuple[torch.Tensor, float]:
+def w_stats(prior: GenerativePrior, c: torch.Tensor, n_samples: int, seed: int,
+            rank: int = 0) -> tuple[torch.Tensor, float]:
     """Average mapped latent ``[1, 1, w_dim]`` and the RMS distance of the samples from it
-    (``w_std``, ``projector.py:50-53``)."""
+    (``w_std``, ``projector.py:50-53``). ``rank`` k > 0 returns the k-th of those samples instead of
+    their average: a start drawn from the mapping network (``ganprior.samples``' alternative starts)."""
     samples = sample_w(prior, c, n_samples, seed)
     avg = samples.mean(0, keepdim=True)
-    return avg[:, None, :], float(((samples - avg).square().sum() / n_samples) ** 0.5)
+    start = avg if rank == 0 else samples[(rank - 1) % n_samples][None]
+    return start[:, None, :], float(((samples - avg).square().sum() / n_samples) ** 0.5)
 
 
 #: the SG2-ADA projector's noise options (``projector.py:30-35``), as the ``official`` preset sets them
@@ -238,11 +241,12 @@ class _ProjectionBase(Method):
 
     def start_latent(self, prior: GenerativePrior, run: RunStart, class_index, seed: int) -> torch.Tensor:
         """The class-weighted average latent: ``[1, 1, w_dim]`` for W, ``[1, num_ws, w_dim]`` for W+
-        (``run.extras['w_std']``: the samples' spread, the scale of the SG2-ADA projector's w noise)."""
+        (``run.extras['w_std']``: the samples' spread, the scale of the SG2-ADA projector's w noise;
+        ``run.rank`` k > 0: the k-th mapped sample instead of the average)."""
         o = self.options
         with run.recorder.timed("start"):
             rows = start_classes(prior, class_index, run.c, o["w_avg_samples"], seed)
-            start, run.extras["w_std"] = w_stats(prior, rows, o["w_avg_samples"], seed)
+            start, run.extras["w_std"] = w_stats(prior, rows, o["w_avg_samples"], seed, run.rank)
             run.extras["start_loss"] = float(score_latents(prior, start[:, 0], run.c, run.loss)[0])
         return broadcast_ws(start, prior.num_ws).clone() if self.per_layer else start
 

@@ -271,12 +271,13 @@ class PTI(Method):
         return tuned
 
     def pivot_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> torch.Tensor:
-        """The projection's start, the class-weighted ``w_avg``: ``[1, 1, w_dim]`` (W) or ``[1, num_ws, w_dim]`` (W+)."""
+        """The projection's start, the class-weighted ``w_avg``: ``[1, 1, w_dim]`` (W) or ``[1, num_ws, w_dim]`` (W+);
+        ``run.rank`` k > 0: the k-th mapped sample instead."""
         o = self.options
         if o["projection_space"] not in ("w", "wplus"):
             raise ValueError(f"projection_space must be 'w' or 'wplus', got {o['projection_space']!r}")
         with run.recorder.timed("start"):
-            start, run.extras["w_std"] = w_stats(prior, run.c, o["w_avg_samples"], seed)
+            start, run.extras["w_std"] = w_stats(prior, run.c, o["w_avg_samples"], seed, run.rank)
         return start.expand(-1, prior.num_ws, -1).clone() if o["projection_space"] == "wplus" else start
 
 

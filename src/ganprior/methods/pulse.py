@@ -39,6 +39,7 @@ from ganprior.methods.base import (
     add_term,
     frozen,
     optimize,
+    rank_seed,
     register_method,
 )
 from ganprior.methods.projection import noise_inputs, noise_layers
@@ -263,11 +264,12 @@ class PULSE(Method):
 
     def sphere_start(self, prior: GenerativePrior, run: RunStart, seed: int) -> SphereStart:
         """The Gaussianised-W fit for the run's class, the seeded random start latent and PULSE's noise
-        maps (drawn from the same generator after the latent, as ``PULSE.py:77-100`` draws them)."""
+        maps (drawn from the same generator after the latent, as ``PULSE.py:77-100`` draws them);
+        ``run.rank`` k > 0 draws them from another stream (:func:`rank_seed`), the fit stays the same."""
         o = self.options
         with run.recorder.timed("gaussian-fit"):
             mean, std = cached_gaussian_fit(prior, run.c, run.class_index, o["fit_samples"], seed, o["fit_cache"])
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(seed if not run.rank else rank_seed(seed, run.rank))
         latent = torch.randn(1, prior.num_ws, prior.w_dim, generator=g).to(prior.device)
         maps, trainable = self.noise_maps(prior, g)
         return SphereStart(latent, mean[None, None], std[None, None], maps, trainable)
