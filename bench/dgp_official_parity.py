@@ -151,6 +151,10 @@ dgp, off_losses, off_img = official_run(img1, CLS, z0, 'a')
 res, our_losses = ours_run(img1, CLS, z0)
 out.update(official_step0=off_losses[0], ours_step0=our_losses[0], n_official=len(off_losses), n_ours=len(our_losses),
            max_rel_loss=rel(our_losses, off_losses), final_image_max_abs=float((res.image - off_img.clamp(-1, 1)).abs().max()))
+if os.environ.get('YARDSTICK'):  # the official code's own drift under a 1e-3 grey-level change of the target
+    noise = torch.rand(img1.shape, generator=torch.Generator().manual_seed(11)).to(dtype) * 2 - 1
+    _, off_losses_p, _ = official_run(img1 + noise * 1e-3 * 2 / 255, CLS, z0, 'p')
+    out['yardstick_max_rel'] = rel(off_losses_p, off_losses)
 rec = M.Reconstruction.from_result(res)
 if TASK == 'jitter':
     # same random draws: the official jitter fills z_rand.normal_() once per image (models/dgp.py:388); feed it the
