@@ -14,7 +14,8 @@ import torch
 from ganprior.api import CONSISTENT_FUSION
 from ganprior.consistency import consistent_fuse
 from ganprior.degradations import parse_task, to_gray
-from ganprior.samples import determined_part, hallucination, sample_spread, sparsification
+from ganprior.samples.calibration import sparsification
+from ganprior.samples.maps import determined_part, hallucination, sample_spread
 from ganprior.samples.render import heatmap, samples_sheet, save_map
 
 

@@ -80,3 +80,26 @@ def test_save_writes_the_sample_files(photo, tmp_path, one_thread):
 def test_bad_sample_counts_are_refused(bad):
     with pytest.raises(SamplesError, match="samples must be a whole number"):
         check_samples(bad)
+
+
+def test_cli_samples_writes_the_maps_and_reuses_only_the_same_count(photo, tmp_path, one_thread):
+    from click.testing import CliRunner
+
+    from ganprior.cli.main import cli
+    from ganprior.images import save_image
+
+    save_image(photo[0], tmp_path / "e.png")
+    args = ["restore", str(tmp_path / "e.png"), "--task", "inpaint", "--mask", "center", "--method", "cri",
+            "--steps", "4", "--out", str(tmp_path / "out"), "--threads", "1"]
+    first = CliRunner().invoke(cli, [*args, "--samples", "3"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "out" / "e"
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["001.png", "002.png", "003.png"]
+    assert json.loads((run / "samples.json").read_text())["count"] == 3
+    again = CliRunner().invoke(cli, [*args, "--samples", "3"], catch_exceptions=False)
+    assert "already complete" in again.output
+    other = CliRunner().invoke(cli, [*args, "--samples", "2"], catch_exceptions=False)
+    assert other.exit_code == 0 and "does not match" in other.output
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["001.png", "002.png"]
+    bad = CliRunner().invoke(cli, [*args, "--samples", "0"])
+    assert bad.exit_code == 2 and "--samples" in bad.output

@@ -27,6 +27,7 @@ from ganprior.mask_conventions import MASK_CONVENTION_HELP, MASK_CONVENTIONS, ho
 from ganprior.resume import recorded_request, request_digest, run_folder
 from ganprior.names import DGP_SCHEDULES as SCHEDULES
 from ganprior.names import METHODS, PRESETS
+from ganprior.samples import MAX_SAMPLES
 
 def _per_image_errors() -> tuple[type[Exception], ...]:
     """Errors that concern one image only (the rest of the batch still runs)."""
@@ -101,11 +102,14 @@ def _class_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--option", "method_options", multiple=True, metavar="KEY=VALUE",
               help="Set any option of --method (repeatable; values as JSON, e.g. --option l2_weight=10 "
                    "--option stage_instance_norm='[false,false]'). The keys are the method's defaults.")
+@click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=1, show_default=True,
+              help="Make K restorations per image, each consistent with it, from K starts of the method (run as one "
+                   "batch); adds samples/NNN.png, mean.png, uncertainty.png, hallucination.png and samples_sheet.png.")
 @threads_option
 def command(images, task, mask, mask_hole_value, mask_convention, scale, method, model, weights, class_index, seed,
             out_dir, steps,
             preset, perceptual, fit, device, video, overwrite, max_pixels, schedule, early_stop_mse,
-            method_options, faces, compile_networks, batch_size, threads) -> None:
+            method_options, faces, compile_networks, batch_size, samples, threads) -> None:
     """Restore degraded IMAGES (the observations) by inverting a GAN prior."""
     mask_hole_value = hole_value_for(mask_convention, mask_hole_value, cli=True)
     given = dict(locals())
@@ -129,12 +133,14 @@ def command(images, task, mask, mask_hole_value, mask_convention, scale, method,
     options = {k: v for k, v in (("schedule", schedule), ("early_stop_mse", early_stop_mse)) if v is not None}
     if options and method != "dgp":
         raise click.UsageError("--schedule and --early-stop-mse only apply to --method dgp")
+    if samples > 1 and faces:
+        raise click.UsageError("--samples does not combine with --faces (each face is restored on its own)")
     failures = len(bad) + len(mask_bad)
     usable = [path for path in images if path in sizes and path not in mask_bad]
     request = dict(task=task, mask=_mask_identity(mask), mask_hole_value=mask_hole_value, scale=scale, method=method,
                    model=_model_identity(model, weights), class_index=class_index, seed=seed, steps=steps,
                    preset=preset, perceptual=perceptual, fit=fit, options=[*method_options, *sorted(options.items())],
-                   faces=faces, version=_version())
+                   faces=faces, version=_version(), **({"samples": samples} if samples > 1 else {}))
     requests = {path: request_digest(path, request) for path in usable}
     if not overwrite and all(recorded_request(run_folder(out_dir, p.stem, method)) == requests[p] for p in usable):
         for path in usable:  # nothing to do: the model is not even loaded
@@ -188,11 +194,12 @@ def _load_and_restore(usable: list[Path], requests: dict[Path, str], options: di
     failures = failed_checks
     if launch is not None:
         usable, failures = usable[launch.rank::launch.world_size], failed_checks if launch.is_main else 0
-    batch_size = _effective_batch_size(given["batch_size"], method, faces)
+    batch_size = 1 if given["samples"] > 1 else _effective_batch_size(given["batch_size"], method, faces)
     with tqdm(total=len(usable), desc="images", disable=len(usable) < 2) as bar:
         for first in range(0, len(usable), batch_size):
             chunk = usable[first:first + batch_size]
-            failures += _restore_chunk(chunk, arguments, given["overwrite"], given["video"], out_dir, faces, requests)
+            failures += _restore_chunk(chunk, arguments, given["overwrite"], given["video"], out_dir, faces, requests,
+                                       given["samples"])
             bar.update(len(chunk))
     if launch is not None:
         distributed.barrier()
@@ -266,9 +273,10 @@ def _effective_batch_size(batch_size: int, method: str, faces: bool) -> int:
 
 
 def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: bool, out_dir: Path,
-                   faces: bool = False, requests: dict[Path, str] | None = None) -> int:
+                   faces: bool = False, requests: dict[Path, str] | None = None, samples: int = 1) -> int:
     """Restore ``paths`` together, each into its own run folder under its own lock; the number that failed
-    or stopped early. Images already complete for this run are skipped, as one at a time."""
+    or stopped early. Images already complete for this run are skipped, as one at a time. With ``samples``
+    K > 1 each image gets K restorations, run as one batch (``ganprior.samples``)."""
     from contextlib import ExitStack
 
     from ganprior.api import prepare_restore, restore_fingerprint, run_prepared
@@ -291,6 +299,10 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
                     from ganprior.faces.pipeline import faces_fingerprint
 
                     wanted = faces_fingerprint(wanted)
+                if samples > 1:
+                    from ganprior.samples.restore import samples_fingerprint
+
+                    wanted = samples_fingerprint(wanted, samples)
                 same, why = reusable(target, wanted)
                 if same and not overwrite:
                     click.echo(f"skip {path}: {target} is already complete for this run")
@@ -313,7 +325,12 @@ def _restore_chunk(paths: list[Path], arguments: dict, overwrite: bool, video: b
             names = [path for path, _, _ in todo]
             try:
                 with _echoed_warnings(names, arguments["mask"]):
-                    results = run_prepared([prepared for _, _, prepared in todo], len(todo))
+                    if samples > 1:
+                        from ganprior.samples.restore import run_samples
+
+                        results = [run_samples([prepared] * samples, prepared.prepared_in) for _, _, prepared in todo]
+                    else:
+                        results = run_prepared([prepared for _, _, prepared in todo], len(todo))
             except (ValueError, RuntimeError) as exc:
                 raise click.ClickException(f"{', '.join(map(str, names))}: {exc}") from exc
             done += [(path, target, result) for (path, target, _), result in zip(todo, results)]

@@ -2,10 +2,9 @@
 
 ``maps``: per-pixel uncertainty (spread of the samples) and hallucination (``x − A⁺A x``);
 ``calibration``: does the uncertainty predict the error (correlation, AUSE vs chance);
-``render``: the maps as images and the samples sheet.
+``render``: the maps as images and the samples sheet; ``restore``: ``restore_samples`` and the run folder.
+Nothing is imported here, so the CLI can read :data:`MAX_SAMPLES` before torch loads.
 """
 
-from ganprior.samples.calibration import sparsification
-from ganprior.samples.maps import determined_part, hallucination, pixel_rms, sample_spread
-
-__all__ = ["determined_part", "hallucination", "pixel_rms", "sample_spread", "sparsification"]
+#: most samples one call makes (each is a full restoration; the sheet shows them all)
+MAX_SAMPLES = 16

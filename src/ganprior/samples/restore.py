@@ -22,13 +22,9 @@ import torch
 from ganprior.atomic import atomic_directory
 from ganprior.images import save_image
 from ganprior.results import RestorationResult, _jsonable
-from ganprior.resume import RUN_FILE
+from ganprior.samples import MAX_SAMPLES
 from ganprior.samples.maps import hallucination, sample_spread
 from ganprior.samples.render import samples_sheet, save_map
-
-#: most samples one call makes (each is a full restoration; the sheet shows them all)
-MAX_SAMPLES = 16
-
 
 class SamplesError(ValueError):
     """A ``samples`` count that cannot be run."""
@@ -55,6 +51,22 @@ class SampleSet:
     def first(self) -> RestorationResult:
         """Sample 1: the restoration ``samples=1`` would have returned."""
         return self.results[0]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.first.config
+
+    @property
+    def class_index(self) -> int | None:
+        return self.first.class_index
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return {**self.first.timings, "total": self.seconds}
+
+    @property
+    def stopped(self) -> str | None:
+        return next((r.stopped for r in self.results if r.stopped), None)
 
     def summary(self) -> dict[str, Any]:
         """Per-sample losses and starts plus summary numbers (``samples.json``)."""
@@ -94,6 +106,15 @@ class SampleSet:
         return directory
 
 
+def samples_fingerprint(wanted: dict[str, Any], samples: int) -> dict[str, Any]:
+    """:func:`ganprior.api.restore_fingerprint` of the same arguments, marked with the sample count (a
+    run folder of K samples is reused only for K samples)."""
+    if samples == 1:
+        return wanted
+    return {**wanted, "digest": f"{wanted['digest']}-samples{samples}",
+            "parts": {**wanted.get("parts", {}), "samples": samples}}
+
+
 def run_samples(prepared: list, seconds_before: float = 0.0) -> SampleSet:
     """Run K prepared restorations of one photo as one batch, sample k from its method's rank-k start."""
     from ganprior.methods.batched import project_batch
@@ -106,6 +127,9 @@ def run_samples(prepared: list, seconds_before: float = 0.0) -> SampleSet:
                           frame_every=head.frame_every, callbacks=[p.callback for p in prepared])
     share = (time.perf_counter() - started) / len(prepared)
     results = [p.complete(result, share) for p, result in zip(prepared, batch)]
+    for r in results:  # complete() shares the prepared config: each sample gets its own, marked with K
+        r.config = {**r.config, "samples": len(prepared),
+                    "fingerprint": samples_fingerprint(r.config["fingerprint"], len(prepared))}
     images = torch.cat([r.image for r in results])
     mean, spread = sample_spread(images)
     made_up = hallucination(head.full, results[0].image)
@@ -125,5 +149,4 @@ def restore_samples(image: Any, samples: int = 4, task: Any = "colorize", method
     if not isinstance(model, GenerativePrior):
         model = load_prior(model, settings.pop("weights", None), settings.pop("device", "cpu"))
     prepared = prepare_restore(image, task, method, model, **settings)
-    prepared.config["samples"] = samples
     return run_samples([prepared] * samples, prepared.prepared_in)
