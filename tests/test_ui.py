@@ -217,3 +217,20 @@ def test_a_page_that_goes_away_stops_its_run(studio):
     job = studio.jobs["gone"]
     job.thread.join(20)
     assert not job.thread.is_alive() and job.result[0].result.interrupted
+
+
+def test_samples_give_a_gallery_and_overlay_views(studio):
+    image = _image()
+    mask = np.ones((32, 32), np.float32)
+    mask[8:20, 8:20] = 0
+    final = list(studio.run("k", editor_value(image, mask), ["inpaint"], 4, "cri", "official", 4, 0, 1, image, 3))[-1]
+    assert final["status"].startswith("Done"), final["status"]
+    assert len(final["samples"]) == 3 and set(final["views"]) == {"none", "uncertainty", "hallucination"}
+    assert any(path.endswith("samples_sheet.png") for path in final["downloads"])
+    inside, outside = mask == 0, mask > 0
+    big = final["views"]["uncertainty"].shape[0] // 32  # displays are enlarged by a whole factor
+    shown = final["views"]["uncertainty"][::big, ::big].astype(int)
+    plain = final["views"]["none"][::big, ::big].astype(int)
+    assert (shown[outside] == plain[outside]).all() and (shown[inside] != plain[inside]).any()
+    bad = list(studio.run("k", editor_value(image, mask), ["inpaint"], 4, "cri", "official", 4, 0, 1, image, 0))
+    assert "Samples must be a whole number" in bad[-1]["status"]

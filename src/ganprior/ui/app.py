@@ -55,6 +55,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                     steps = gr.Number(value=50, precision=0, label="Step cap per stage (0 = preset)",
                                       elem_id="steps")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                    samples = gr.Number(value=1, precision=0, label="Samples (K restorations)", elem_id="samples")
                 classes = gr.Dropdown(studio.class_choices(), value=-1, label="Class (type to search)",
                                       filterable=True, elem_id="class")
                 with gr.Row():
@@ -64,11 +65,17 @@ def build_app(studio: Studio) -> gr.Blocks:
                 preview = gr.Image(label="Live preview", elem_id="preview", interactive=False, height=260)
         with gr.Row():
             compare = gr.ImageSlider(label="Before | after (drag)", elem_id="compare", interactive=False)
-            result = gr.Image(label="Restored", elem_id="result", interactive=False)
+            with gr.Column():
+                result = gr.Image(label="Restored", elem_id="result", interactive=False)
+                overlay = gr.Radio(["none", "uncertainty", "hallucination"], value="none", elem_id="overlay",
+                                   label="Overlay (with Samples > 1): where the samples differ / what the prior added")
             with gr.Column():
                 summary = gr.Markdown(elem_id="summary")
                 downloads = gr.File(label="Downloads: restored image, run folder (zip)", file_count="multiple",
                                     elem_id="downloads", interactive=False)
+        sample_gallery = gr.Gallery(label="Samples: each reproduces the observation; they differ where it is silent",
+                                    elem_id="samples-gallery", columns=8, height=180)
+        views = gr.State({})
         with gr.Accordion("Manipulate the restoration (DGP): jitter, morph, category transfer", open=True):
             with gr.Row():
                 jitter_n = gr.Number(value=6, precision=0, label="Jitter: variants", elem_id="jitter-n")
@@ -98,14 +105,17 @@ def build_app(studio: Studio) -> gr.Blocks:
         degrade_btn.click(studio.degrade, [editor, tasks, sr_factor, seed], [editor, status])
 
         named = {"status": status, "preview": preview, "compare": compare, "result": result, "summary": summary,
-                 "downloads": downloads, "state": last}
+                 "downloads": downloads, "state": last, "samples": sample_gallery, "views": views}
 
-        def run(value, tasks_, sr, method_, preset_, steps_, seed_, cls, ref, request: gr.Request):
-            for update in studio.run(_session(request), value, tasks_, sr, method_, preset_, steps_, seed_, cls, ref):
-                yield {named[k]: v for k, v in update.items()}
+        def run(value, tasks_, sr, method_, preset_, steps_, seed_, cls, ref, k, request: gr.Request):
+            for update in studio.run(_session(request), value, tasks_, sr, method_, preset_, steps_, seed_, cls, ref,
+                                     k):
+                yield {named[key]: v for key, v in update.items()}
 
-        run_btn.click(run, [editor, tasks, sr_factor, method, preset, steps, seed, classes, reference],
+        run_btn.click(run, [editor, tasks, sr_factor, method, preset, steps, seed, classes, reference, samples],
                       list(named.values()), concurrency_limit=None, show_progress="hidden")
+        overlay.change(lambda choice, shown: shown.get(choice, shown.get("none")) if shown else None,
+                       [overlay, views], result, show_progress="hidden")
         def stop(request: gr.Request):
             return studio.stop(_session(request))
 

@@ -42,6 +42,17 @@ def display(image: torch.Tensor | np.ndarray, size: int = DISPLAY_SIZE) -> np.nd
     return a.repeat(k, 0).repeat(k, 1) if k > 1 else a
 
 
+def _sample_count(samples: float | None) -> int:
+    """The page's "Samples" field as a count, or a message naming the field."""
+    from ganprior.samples import MAX_SAMPLES
+
+    if samples in (None, ""):
+        return 1
+    if float(samples) != int(samples) or not 1 <= int(samples) <= MAX_SAMPLES:
+        raise UIInputError(f"Samples must be a whole number from 1 to {MAX_SAMPLES}, got {samples}")
+    return int(samples)
+
+
 def as_text(text: object) -> str:
     """``text`` shown as itself in a Markdown component: no HTML tags (``<StyleGAN2Prior in memory>`` would
     vanish and cut the line), no emphasis or links from ``*``, ``_``, ``[``."""
@@ -151,8 +162,9 @@ class Studio:
     # ----- the run -----------------------------------------------------------------------------------
     def run(self, session: str, value: Any, tasks: list[str], sr_factor: int, method: str, preset: str,
             steps: float | None, seed: float | None, class_choice: int | None,
-            reference: np.ndarray | None) -> Iterator[dict[str, Any]]:
-        """Progress dictionaries (``status``, ``preview``), then the ``result`` dictionary."""
+            reference: np.ndarray | None, samples: float | None = 1) -> Iterator[dict[str, Any]]:
+        """Progress dictionaries (``status``, ``preview``), then the ``result`` dictionary; with ``samples``
+        K > 1 the result also holds the K samples (``samples``) and the overlay views (``views``)."""
         try:
             if session in self.jobs and self.jobs[session].thread.is_alive():
                 raise UIInputError("a run from this page is still going: press Stop first")
@@ -160,7 +172,9 @@ class Studio:
             observation, mask = restore_inputs(value, task)
             cap = None if steps in (None, "") or int(steps) <= 0 else int(steps)
             cls = None if class_choice in (None, -1) else int(class_choice)
-            job = Job(self.device, self._work(observation, mask, task, method, preset, cap, int(seed or 0), cls))
+            count = _sample_count(samples)
+            job = Job(self.device, self._work(observation, mask, task, method, preset, cap, int(seed or 0), cls,
+                                              count))
         except USER_ERRORS as exc:
             yield {"status": error_text(exc)}
             return
@@ -187,19 +201,22 @@ class Studio:
         except Exception as exc:  # noqa: BLE001 - shown in the page
             yield {"status": error_text(exc)}
 
-    def _work(self, observation, mask, task, method, preset, cap, seed, cls):
+    def _work(self, observation, mask, task, method, preset, cap, seed, cls, samples: int = 1):
         from ganprior.api import restore
         from ganprior.cli.demo import restore_options
+        from ganprior.samples.restore import restore_samples
 
         extra = restore_options(self.prior, method, task, preset) if method == "dgp" else {"preset": preset}
+        if samples > 1:
+            extra["samples"] = samples
 
         def work(callback):
             """The result and the warnings restore gave (shown with it; one job runs at a time)."""
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = restore(observation, task=task, method=method, model=self.prior, mask=mask,
-                                 class_index=cls, seed=seed, steps=cap, progress=False, callback=callback,
-                                 preview_every=PREVIEW_EVERY, **extra)
+                result = (restore_samples if samples > 1 else restore)(
+                    observation, task=task, method=method, model=self.prior, mask=mask, class_index=cls, seed=seed,
+                    steps=cap, progress=False, callback=callback, preview_every=PREVIEW_EVERY, **extra)
             return result, list(dict.fromkeys(str(w.message) for w in caught))
 
         return work
@@ -211,6 +228,7 @@ class Studio:
 
         result, notes = job.result
         directory = save_run(result, self.root, mask, reference)
+        sample_set, result = (result, result.first) if hasattr(result, "first") else (None, result)
         result.run_dir = directory  # the manipulations show their images as this run's (ui.manipulate)
         scores = score_run(directory)
         archive = zip_run(directory)
@@ -218,15 +236,26 @@ class Studio:
         seen = show_holes(to_uint8(observed.expand(-1, 3, -1, -1)), None if mask is None else mask[0, 0].numpy())
         before = np.asarray(Image.fromarray(seen).resize(tuple(result.image.shape[-1:-3:-1]), Image.NEAREST))
         done = "Stopped" if result.result.interrupted else "Done"
-        return {
-            "status": f"{done} in {result.timings.get('total', 0.0):.1f} s · run folder {directory.name}",
+        seconds = (sample_set or result).timings.get("total", 0.0)
+        update = {
+            "status": f"{done} in {seconds:.1f} s · run folder {directory.name}",
             "compare": (display(before), display(result.image)),
             "result": display(result.image),
             "summary": "".join(f"**Note:** {as_text(n)}\n\n" for n in notes)
                        + summary_markdown(result, scores, self.names),
             "downloads": [str(directory / "restored.png"), str(archive)],
             "state": result,
+            "samples": None,
+            "views": {"none": display(result.image)},
         }
+        if sample_set is not None:
+            from ganprior.samples.render import overlay
+
+            update["samples"] = [display(r.image) for r in sample_set.results]
+            update["views"].update(uncertainty=display(overlay(result.image, sample_set.uncertainty)),
+                                   hallucination=display(overlay(result.image, sample_set.hallucination)))
+            update["downloads"].insert(1, str(directory / "samples_sheet.png"))
+        return update
 
     def stop(self, session: str) -> str:
         job = self.jobs.get(session)
