@@ -103,3 +103,12 @@ def test_cli_samples_writes_the_maps_and_reuses_only_the_same_count(photo, tmp_p
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["001.png", "002.png"]
     bad = CliRunner().invoke(cli, [*args, "--samples", "0"])
     assert bad.exit_code == 2 and "--samples" in bad.output
+
+
+def test_dgp_samples_start_from_its_best_candidates_in_order(photo, one_thread):
+    result = _samples(photo, "dgp", k=3, options={"select_num": 12})
+    starts = [s["start"] for s in result.summary()["samples"]]
+    assert [s["candidate_rank"] for s in starts] == [0, 1, 2]
+    assert len({s["candidate"] for s in starts}) == 3
+    mask = result.first.mask.bool().expand_as(result.uncertainty)
+    assert float(result.uncertainty[mask].max()) == 0.0 and float(result.uncertainty[~mask].mean()) > 1.0

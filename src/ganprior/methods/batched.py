@@ -117,6 +117,8 @@ def project_batch(
     if isinstance(method, DGP):
         starts = [method.begin(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
                   for deg, obs, weight, cls, seed, callback in per_image]
+        for start, rank in zip(starts, ranks):
+            start.rank = rank
         return [method.complete(prior, start, sel) for start, sel in zip(starts, method.select(prior, starts))]
     runs = [method.start(prior, deg, obs, weight, cls, seed, progress, frame_every, callback)
             for deg, obs, weight, cls, seed, callback in per_image]

@@ -160,11 +160,13 @@ def select_latent(prior: GenerativePrior, loss: DGPLoss, class_index: int | Clas
 def select_latents(prior: GenerativePrior, losses: Sequence[DGPLoss],
                    class_indices: Sequence[int | ClassCandidates | None], n: int, std: float,
                    d_features: int | None = 3, chunk: int = 8, seeds: Sequence[int] = (0,),
-                   observation_path: bool = True, progress: bool = False) -> list[Selection]:
+                   observation_path: bool = True, progress: bool = False,
+                   ranks: Sequence[int] | None = None) -> list[Selection]:
     """:func:`select_latent` for several images at once: each draws its own candidates (its own seed and
     class), the candidates of all images are rendered together, ``chunk`` per image at a time within the
     pixel budget (:func:`~ganprior.methods.centroids.render_chunk`), and each image scores its own
-    with its own loss and picks its own best."""
+    with its own loss and picks its own best (``ranks[k]`` > 0: its (rank+1)-th best, for
+    ``ganprior.samples``)."""
     conditional = prior.c_dim > 0
     draws = [_candidates(prior, cls, n, std, seed) for cls, seed in zip(class_indices, seeds, strict=True)]
     z, classes = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
@@ -183,9 +185,9 @@ def select_latents(prior: GenerativePrior, losses: Sequence[DGPLoss],
         bar.update(len(zz))
     bar.close()
     selections = []
-    for (zk, classes_k, sampled), scores_k in zip(draws, scores):
+    for (zk, classes_k, sampled), scores_k, rank in zip(draws, scores, ranks or [0] * len(draws), strict=True):
         scores_t = torch.cat(scores_k)
-        best = int(scores_t.argmin())
+        best = int(scores_t.argsort()[rank % len(scores_t)]) if rank else int(scores_t.argmin())
         cls = int(classes_k[best]) if conditional else None
         c = prior.class_matrix(cls, 1) if conditional else torch.zeros(1, 0, device=prior.device)
         latent = prior.mapping(zk[best:best + 1].to(prior.device), c)
@@ -522,7 +524,8 @@ class DGP(Method):
                                         int(settings["select_num"]), float(settings["select_std"]),
                                         o["select_features"], int(o["select_chunk"]), [s.seed for s in starts],
                                         bool(o["select_observation_path"]),
-                                        progress=any(s.recorder.progress for s in starts))
+                                        progress=any(s.recorder.progress for s in starts),
+                                        ranks=[s.rank for s in starts])
         share = (time.perf_counter() - started) / len(starts)
         for s in starts:
             s.recorder.timings["selection"] = s.recorder.timings.get("selection", 0.0) + share
@@ -554,7 +557,8 @@ class DGP(Method):
             "stages": [vars(st) for st in stages],
             "settings": settings,
             "selection": {"candidates": int(settings["select_num"]), "std": settings["select_std"],
-                          "score": sel.score, "class_sampled": sel.class_sampled, "candidate": sel.candidate},
+                          "score": sel.score, "class_sampled": sel.class_sampled, "candidate": sel.candidate,
+                          "rank": start.rank},
             "instance_norm": bool(getattr(tuned, "instance_norm", False)),
             "early_stop": outcome.early_stop,
         "returned_image": self.options["returned_image"] if outcome.last_image is not None else "final",
@@ -583,3 +587,5 @@ class DGPStart:
     loss: DGPLoss
     class_index: int | ClassCandidates | None
     seed: int
+    #: which candidate of the selection this image starts from: 0 = the best, k = the (k+1)-th best
+    rank: int = 0

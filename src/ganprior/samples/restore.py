@@ -73,8 +73,9 @@ class SampleSet:
         per_sample = []
         for k, r in enumerate(self.results):
             extras = r.result.extras
-            start = {key: extras[key] for key in ("centroid_index", "candidate_rank", "start", "start_loss")
-                     if key in extras}
+            start = {key: extras[key] for key in ("centroid_index", "centroid_rank", "start_loss") if key in extras}
+            if "selection" in extras:  # DGP: which candidate of its best-of-N selection, and its rank
+                start.update(candidate=extras["selection"]["candidate"], candidate_rank=extras["selection"]["rank"])
             per_sample.append({"sample": k + 1, "class": r.class_index, "start": start,
                                "final_loss": r.losses[-1]["loss"] if r.losses else None,
                                "consistency_rmse": r.consistency_rmse})
