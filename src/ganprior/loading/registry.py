@@ -89,6 +89,9 @@ def _build_registry() -> dict[str, ModelSpec]:
         ModelSpec(DEFAULT_MODEL, "stylegan2", 32, 9, "emoji (Noto/Twemoji/Fluent)",
                   (RemoteFile(EMBEDDED_FILE, None),), "built into ganprior", embedded=True,
                   notes="embedded default prior"),
+        ModelSpec("faces32", "stylegan2", 32, 2, "cartoon faces (DiceBear avataaars / facesjs)",
+                  (RemoteFile(EMBEDDED_FILE, None),), "built into ganprior", embedded=True,
+                  notes="embedded aligned-faces prior, early in training (docs/training/faces.md)"),
     ]
     for r in (16, 32, 64, 128, 256, 512, 1024):
         specs.append(_single(f"stylegan_xl-imagenet{r}", "stylegan_xl", r, 1000, "ImageNet",
