@@ -155,6 +155,11 @@ if os.environ.get('YARDSTICK'):  # the official code's own drift under a 1e-3 gr
     noise = torch.rand(img1.shape, generator=torch.Generator().manual_seed(11)).to(dtype) * 2 - 1
     _, off_losses_p, _ = official_run(img1 + noise * 1e-3 * 2 / 255, CLS, z0, 'p')
     out['yardstick_max_rel'] = rel(off_losses_p, off_losses)
+if os.environ.get('THREADS_YARDSTICK'):  # the official code against itself on 2 threads (another reduction order)
+    torch.set_num_threads(2)
+    _, off_losses_t, _ = official_run(img1, CLS, z0, 't')
+    torch.set_num_threads(1)
+    out['threads_yardstick_max_rel'] = rel(off_losses_t, off_losses)
 rec = M.Reconstruction.from_result(res)
 if TASK == 'jitter':
     # same random draws: the official jitter fills z_rand.normal_() once per image (models/dgp.py:388); feed it the
