@@ -68,6 +68,25 @@ def one_image(prior, image, method: str, task: str, k: int, steps: int) -> dict:
             "psnr_mean": _psnr(result.mean, clean), **sparsification(spread, error)}
 
 
+def table(reports: list[dict]) -> str:
+    """Markdown rows of every method in ``reports`` (JSON files this script wrote)."""
+    lines = ["| method | images | diversity (hole, grey levels) | PSNR sample 1 | PSNR best of K | PSNR mean | "
+             "Pearson(std, error) | AUSE | AUSE random | AUSE < random | K/1 time (after warm-up) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for report in reports:
+        k = report["samples"]
+        for method, entry in report["methods"].items():
+            m, timing = entry["summary"], entry.get("timing") or {}
+            k1, kk = timing.get("k1") or [], timing.get(f"k{k}") or []
+            warm = 1 if min(len(k1), len(kk)) > 1 else 0  # the first pair pays warm-up (caches, first calls)
+            ratio = sum(kk[warm:]) / sum(k1[warm:]) if k1 and kk else None
+            lines.append(f"| {method} | {len(entry['rows'])} | {m['diversity']:.1f} | {m['psnr_first']:.2f} | "
+                         f"{m['psnr_best']:.2f} | {m['psnr_mean']:.2f} | {m['pearson']:.3f} | {m['ause']:.3f} | "
+                         f"{m['ause_random']:.3f} | {100 * m['ause_below_random']:.0f} % | "
+                         + (f"{ratio:.2f}x |" if ratio else "— |"))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=50)
@@ -77,7 +96,11 @@ def main() -> None:
     parser.add_argument("--task", default="inpaint")
     parser.add_argument("--timing-images", type=int, default=3, help="images timed at K = 1 next to K")
     parser.add_argument("--out", type=Path, default=Path("docs/samples"))
+    parser.add_argument("--table", nargs="+", type=Path, help="print the markdown table of these JSON files and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table([json.loads(p.read_text()) for p in args.table]))
+        return
     torch.set_num_threads(1)
     prior = load_prior(None)
     images = load_images("emoji-test", prior.resolution, limit=args.images)
