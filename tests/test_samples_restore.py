@@ -48,6 +48,7 @@ def test_colorize_samples_share_the_grey(photo, one_thread):
     result = _samples(photo, "cri", task="colorize")
     greys = to_gray(torch.cat([r.image for r in result.results]))
     assert float((greys - greys[:1]).abs().max()) * 127.5 <= 1.0
+    assert float(result.uncertainty.mean()) > 1.0  # ... and differ in colour (grey levels)
 
 
 def test_sr_every_sample_gives_the_observation_back(photo, one_thread):
